@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The twistd service: listens where the platform wants, builds the command
+client, and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.web.resource import IResource
+
+from containerflare._context import Runtime
+from containerflare._environ import RuntimeConfig
+from containerflare._site import ContainerResource, ContainerSite
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort
+
+_log = Logger()
+
+#: Seconds in-flight requests get to finish on shutdown: inside Cloud Run's 10.
+DEFAULT_GRACE = 8.0
+
+
+def _build_command_client(
+    config: RuntimeConfig, override: str | None, reactor: Any
+) -> Any:
+    from containerflare.command import CommandClient, CommandEndpoint
+
+    text = override or config.command_endpoint
+    if text is not None:
+        endpoint = CommandEndpoint.parse(text)
+    else:
+        try:
+            is_tty = sys.stdin is not None and sys.stdin.isatty()
+        except ValueError:  # stdin closed
+            is_tty = False
+        endpoint = CommandEndpoint.default(config.platform.name, stdin_is_tty=is_tty)
+    return CommandClient.for_endpoint(endpoint, reactor=reactor)
+
+
+class ContainerService(Service):
+    """
+    Serves one app resource for the lifetime of the process.
+
+    @ivar site: the L{ContainerSite}, once started.
+    @ivar port: the listening port, once listening.
+    """
+
+    name = "containerflare"
+
+    def __init__(
+        self,
+        resource: IResource,
+        config: RuntimeConfig,
+        *,
+        endpoint: str | None = None,
+        command_endpoint: str | None = None,
+        grace: float = DEFAULT_GRACE,
+        access_log: bool = True,
+        log_observer: ILogObserver | None = None,
+        reactor: Any = None,
+    ) -> None:
+        self.resource = resource
+        self.config = config
+        self.endpoint = endpoint or config.endpoint
+        self.command_endpoint = command_endpoint
+        self.grace = grace
+        self.access_log = access_log
+        self.log_observer = log_observer
+        self._reactor = reactor
+        self.runtime: Runtime | None = None
+        self.site: ContainerSite | None = None
+        self.port: IListeningPort | None = None
+
+    @property
+    def reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def setServiceParent(self, parent: Any) -> None:  # noqa: N802
+        # twistd takes the log observer from the application: ours writes to
+        # stderr, keeping stdout for the stdio command channel.
+        if (
+            self.log_observer is not None
+            and isinstance(parent, Componentized)
+            and parent.getComponent(ILogObserver, None) is None
+        ):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        reactor = self.reactor
+        client = _build_command_client(self.config, self.command_endpoint, reactor)
+        self.runtime = Runtime(self.config, client, reactor)
+        self.site = ContainerSite(
+            ContainerResource(self.resource, self.runtime),
+            clock=reactor,
+            access_log=self.access_log,
+        )
+        listening = serverFromString(reactor, self.endpoint).listen(self.site)
+        failures: list[Any] = []
+        listening.addCallbacks(self._listening, failures.append)
+        if failures:
+            # TCP and UNIX ports bind synchronously: fail start-up loudly.
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        _log.info(
+            "containerflare serving on {endpoint} (platform {platform})",
+            endpoint=self.endpoint,
+            platform=self.config.platform.name,
+        )
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        super().stopService()
+        d: Deferred[Any] = succeed(None)
+        if self.port is not None:
+            port, self.port = self.port, None
+            d = maybeDeferred(port.stopListening)
+        site = self.site
+        if site is not None:
+            d.addCallback(lambda _: site.drain(self.grace))
+        runtime = self.runtime
+        if runtime is not None:
+            d.addCallback(lambda _: runtime.command_client.close())
+        d.addErrback(lambda f: _log.failure("Error during shutdown", f))
+        d.addCallback(self._clean_exit)
+        return d
+
+    def _clean_exit(self, _: object) -> None:
+        # twistd re-raises the signal that stopped the reactor once it is
+        # done; a drained stop on SIGTERM/SIGINT is a normal exit for a
+        # container, so report it as status 0.
+        reactor = self.reactor
+        if getattr(reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
+            reactor._exitSignal = None
+        _log.info("containerflare stopped")

@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.test_site -*-
+"""
+The site containerflare serves: a resource wrapper that gives every request
+its L{ContainerContext}, and a L{Site} that knows what is in flight so that
+shutdown can drain it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+from zope.interface import implementer
+
+from containerflare._context import Runtime, attach
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+    from twisted.web.iweb import IRequest
+
+_log = Logger()
+
+
+@implementer(IResource)
+class ContainerResource:
+    """
+    Wraps the app's resource, transparently, and attaches the runtime to each
+    request on its way in.
+    """
+
+    def __init__(self, wrapped: IResource, runtime: Runtime) -> None:
+        self.wrapped = wrapped
+        self.runtime = runtime
+
+    @property
+    def isLeaf(self) -> bool:  # noqa: N802 (Twisted's name)
+        return bool(getattr(self.wrapped, "isLeaf", False))
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:  # noqa: N802
+        attach(request, self.runtime)
+        return self.wrapped.getChildWithDefault(name, request)
+
+    def putChild(self, path: bytes, child: IResource) -> None:  # noqa: N802
+        self.wrapped.putChild(path, child)
+
+    def render(self, request: IRequest) -> Any:
+        attach(request, self.runtime)
+        return self.wrapped.render(request)
+
+
+class _Channel(HTTPChannel):
+    """
+    An HTTP/1.1 channel that tells its site when it opens and closes.
+    """
+
+    site: ContainerSite
+
+    def connectionMade(self) -> None:  # noqa: N802
+        super().connectionMade()
+        self.site._channels.add(self)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        super().connectionLost(reason)
+        self.site._channel_closed(self)
+
+
+class _Request(Request):
+    """
+    A request that counts itself in flight from processing to its end.
+
+    Twisted drops C{request.channel} when the request finishes, so the site
+    and channel are kept here for the bookkeeping.
+    """
+
+    _cf_site: ContainerSite | None = None
+    _cf_channel: _Channel | None = None
+
+    def process(self) -> None:
+        channel = self.channel
+        self._cf_channel = channel
+        self._cf_site = site = channel.site
+        site._request_started(self)
+        super().process()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._cf_site is not None:
+                self._cf_site._request_ended(self)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        try:
+            super().connectionLost(reason)
+        finally:
+            if self._cf_site is not None:
+                self._cf_site._request_ended(self)
+
+
+class ContainerSite(Site):
+    """
+    A L{Site} that tracks its connections and in-flight requests and can
+    drain them: see L{ContainerSite.drain}.
+    """
+
+    protocol = _Channel
+    requestFactory = _Request
+
+    def __init__(
+        self,
+        resource: IResource,
+        *,
+        clock: IReactorTime | None = None,
+        access_log: bool = True,
+        **kw: Any,
+    ) -> None:
+        super().__init__(resource, **kw)
+        self.access_log = access_log
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self._clock = clock
+        self._channels: set[_Channel] = set()
+        self._inflight: set[_Request] = set()
+        self._draining = False
+        self._drained: list[Deferred[None]] = []
+
+    def log(self, request: IRequest) -> None:
+        if self.access_log:
+            super().log(request)
+
+    @property
+    def inflight(self) -> int:
+        """
+        How many requests are being handled now.
+        """
+        return len(self._inflight)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def _request_started(self, request: _Request) -> None:
+        self._inflight.add(request)
+        if self._draining:
+            # A pipelined request arriving while draining is still served,
+            # and its connection closes after it.
+            request.channel.persistent = False
+            request.setHeader(b"connection", b"close")
+
+    def _request_ended(self, request: _Request) -> None:
+        if request not in self._inflight:
+            return
+        self._inflight.discard(request)
+        self._check_drained()
+
+    def _channel_closed(self, channel: _Channel) -> None:
+        self._channels.discard(channel)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        # Drained means every response is written *and* flushed: the reactor
+        # drops open connections without flushing them once shutdown goes on.
+        if self._draining and not self._inflight and not self._channels and self._drained:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """
+        Stop keeping connections alive and wait for the requests in flight.
+
+        Idle keep-alive connections close now; busy ones close once their
+        response is written and flushed.  After C{grace} seconds whatever is
+        still open is aborted.  The listening port must already be closed by the caller.
+
+        @return: a L{Deferred} that fires (never fails) when no request is
+            in flight and every connection is closed.
+        """
+        self._draining = True
+        busy = {request._cf_channel for request in self._inflight}
+        for channel in list(self._channels):
+            if channel in busy:
+                channel.persistent = False
+            else:
+                channel.loseConnection()
+        for request in self._inflight:
+            if not request.startedWriting:
+                request.setHeader(b"connection", b"close")
+
+        if not self._inflight and not self._channels:
+            return succeed(None)
+
+        _log.info(
+            "Draining {count} request(s) in flight, for up to {grace} s",
+            count=len(self._inflight),
+            grace=grace,
+        )
+        d: Deferred[None] = Deferred()
+        self._drained.append(d)
+        timer: IDelayedCall = self._clock.callLater(grace, self._abort_remaining)
+
+        def finished(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addCallback(finished)
+        return d
+
+    def _abort_remaining(self) -> None:
+        _log.warn(
+            "Grace period over: aborting {count} request(s) and {channels} connection(s)",
+            count=len(self._inflight),
+            channels=len(self._channels),
+        )
+        channels = set(self._channels)
+        channels.update(r._cf_channel for r in self._inflight if r._cf_channel is not None)
+        for channel in channels:
+            if channel.transport is not None:
+                channel.transport.abortConnection()
+        # abortConnection reports connectionLost later: do not wait for it.
+        self._inflight.clear()
+        self._channels.clear()
+        self._check_drained()

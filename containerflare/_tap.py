@@ -1,0 +1,177 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The twistd plugin: C{twistd -n --pidfile= containerflare --app mymodule:app}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.python import usage
+from twisted.web.resource import IResource
+
+from containerflare._environ import ENVIRONMENT_VARIABLES, ConfigError, RuntimeConfig
+from containerflare._service import DEFAULT_GRACE, ContainerService
+
+
+def _environment_help() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT_VARIABLES)
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in ENVIRONMENT_VARIABLES]
+    return "\n".join(lines)
+
+
+def _as_resource(obj: Any, spec: str, *, call: bool = True) -> IResource:
+    klein = sys.modules.get("klein")
+    if klein is not None and isinstance(obj, klein.Klein):
+        return obj.resource()  # type: ignore[no-any-return]
+    if IResource.providedBy(obj):
+        return obj  # type: ignore[no-any-return]
+    if call and callable(obj):
+        try:
+            made = obj()
+        except TypeError as e:
+            raise usage.UsageError(
+                f"--app {spec!r}: calling it failed ({e}); a factory must take no arguments"
+            ) from None
+        return _as_resource(made, spec, call=False)
+    raise usage.UsageError(
+        f"--app {spec!r} is a {type(obj).__module__}.{type(obj).__qualname__}; expected a "
+        "klein.Klein, an IResource, or a zero-argument callable returning one"
+    )
+
+
+def load_app(spec: str) -> IResource:
+    """
+    Import C{MODULE:NAME} (or C{MODULE.NAME}) and make a resource of it.
+
+    @raise usage.UsageError: the spec is malformed, the module does not
+        import, the name is missing or the object is not usable.
+    """
+    if ":" in spec:
+        module_name, _, attr_path = spec.partition(":")
+    else:
+        module_name, _, attr_path = spec.rpartition(".")
+    if not module_name or not attr_path:
+        raise usage.UsageError(
+            f"--app {spec!r}: expected MODULE:NAME or MODULE.NAME, e.g. app:app"
+        )
+    # Like uvicorn and gunicorn: the app lives beside the working directory.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        if getattr(e, "name", None) == module_name:
+            raise usage.UsageError(f"--app {spec!r}: no module named {module_name!r}") from None
+        raise usage.UsageError(
+            f"--app {spec!r}: importing {module_name!r} failed: {type(e).__name__}: {e}"
+        ) from None
+    except Exception as e:
+        raise usage.UsageError(
+            f"--app {spec!r}: importing {module_name!r} failed: {type(e).__name__}: {e}"
+        ) from None
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise usage.UsageError(
+                f"--app {spec!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    return _as_resource(obj, spec)
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd containerflare}.
+    """
+
+    synopsis = "[options] --app MODULE:NAME"
+    longdesc = (
+        "Serve a Klein app (or any IResource) the way Cloudflare Containers and "
+        "Google Cloud Run expect: on the endpoint derived from the environment, "
+        "with request metadata and the host command channel available through "
+        "containerflare.ContainerContext, and a graceful drain on SIGTERM.\n\n"
+        "Logs go to stderr (stdout may carry the stdio command channel). "
+        "Run it in containers as: twistd -n --pidfile= containerflare --app app:app\n\n"
+        "A .env file in the working directory overrides the process environment."
+    )
+
+    optParameters = [
+        ["app", "a", None, "The app: MODULE:NAME or MODULE.NAME naming a klein.Klein, "
+         "an IResource, or a zero-argument callable returning one (required)."],
+        ["endpoint", "e", None, "Twisted server endpoint string to listen on, "
+         "overriding the one derived from PORT / CF_CONTAINER_PORT / CF_CONTAINER_ADDR "
+         "(e.g. tcp:8080 or unix:/tmp/app.sock)."],
+        ["command-endpoint", "c", None, "Command channel endpoint, overriding "
+         "CF_CMD_ENDPOINT: stdio, tcp://HOST:PORT, unix:///PATH, http(s)://HOST/PATH, disabled."],
+        ["grace", "g", DEFAULT_GRACE, "Seconds in-flight requests get to finish on "
+         "SIGTERM/SIGINT before their connections are cut.", float],
+    ]
+    optFlags = [
+        ["no-access-log", None, "Do not log one line per request."],
+    ]
+
+    def getUsage(self, width: int | None = None) -> str:  # noqa: N802
+        # The variables as a table: longdesc would be word-wrapped into mush.
+        return (
+            super().getUsage(width)
+            + "\nEnvironment variables read:\n"
+            + _environment_help()
+            + "\n"
+        )
+
+    def postOptions(self) -> None:  # noqa: N802
+        if not self["app"]:
+            raise usage.UsageError("--app is required, e.g. --app app:app")
+        if self["grace"] < 0:
+            raise usage.UsageError(f"--grace must not be negative, got {self['grace']}")
+        # The .env file overrides the process environment for the whole
+        # process, so the app sees the same values as the runtime.
+        dotenv = Path.cwd() / ".env"
+        if dotenv.is_file():
+            from dotenv import load_dotenv
+
+            load_dotenv(dotenv, override=True)
+        try:
+            self["config"] = RuntimeConfig.from_environ(os.environ)
+        except ConfigError as e:
+            raise usage.UsageError(f"invalid environment: {e}") from None
+        if self["endpoint"]:
+            from twisted.internet import reactor
+            from twisted.internet.endpoints import serverFromString
+
+            try:
+                serverFromString(reactor, self["endpoint"])
+            except Exception as e:
+                raise usage.UsageError(f"--endpoint {self['endpoint']!r}: {e}") from None
+        if self["command-endpoint"]:
+            from containerflare.command import CommandEndpoint
+
+            try:
+                CommandEndpoint.parse(self["command-endpoint"])
+            except ValueError as e:
+                raise usage.UsageError(f"--command-endpoint: {e}") from None
+        self["resource"] = load_app(self["app"])
+
+
+def makeService(options: Options) -> ContainerService:  # noqa: N802
+    """
+    Build the service twistd runs.
+    """
+    from containerflare._logging import make_observer
+
+    config: RuntimeConfig = options["config"]
+    return ContainerService(
+        options["resource"],
+        config,
+        endpoint=options["endpoint"],
+        command_endpoint=options["command-endpoint"],
+        grace=options["grace"],
+        access_log=not options["no-access-log"],
+        log_observer=make_observer(config),
+    )
