@@ -5,7 +5,7 @@ ContainerContext: how a request handler reaches the platform.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.logger import Logger
 from twisted.python.components import registerAdapter
@@ -73,7 +73,7 @@ class ContainerContext:
         A request that containerflare did not serve (a bare Klein test, say)
         gets a generic context whose command client is unavailable.
         """
-        return IContainerContext(request)  # type: ignore[no-any-return]
+        return cast(ContainerContext, IContainerContext(request))
 
     @property
     def runtime(self) -> Runtime:

@@ -7,10 +7,11 @@ shutdown can drain it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -19,7 +20,7 @@ from zope.interface import implementer
 from containerflare._context import Runtime, attach
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
     from twisted.web.iweb import IRequest
 
 _log = Logger()
@@ -63,7 +64,7 @@ class _Channel(HTTPChannel):
         super().connectionMade()
         self.site._channels.add(self)
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
         super().connectionLost(reason)
         self.site._channel_closed(self)
 
@@ -80,7 +81,7 @@ class _Request(Request):
     _cf_channel: _Channel | None = None
 
     def process(self) -> None:
-        channel = self.channel
+        channel = cast(_Channel, self.channel)
         self._cf_channel = channel
         self._cf_site = site = channel.site
         site._request_started(self)
@@ -107,7 +108,7 @@ class ContainerSite(Site):
     drain them: see L{ContainerSite.drain}.
     """
 
-    protocol = _Channel
+    protocol = _Channel  # type: ignore[assignment]
     requestFactory = _Request
 
     def __init__(
@@ -130,7 +131,7 @@ class ContainerSite(Site):
         self._draining = False
         self._drained: list[Deferred[None]] = []
 
-    def log(self, request: IRequest) -> None:
+    def log(self, request: http.Request) -> None:
         if self.access_log:
             super().log(request)
 
@@ -223,7 +224,7 @@ class ContainerSite(Site):
         channels.update(r._cf_channel for r in self._inflight if r._cf_channel is not None)
         for channel in channels:
             if channel.transport is not None:
-                channel.transport.abortConnection()
+                cast("ITCPTransport", channel.transport).abortConnection()
         # abortConnection reports connectionLost later: do not wait for it.
         self._inflight.clear()
         self._channels.clear()

@@ -66,7 +66,7 @@ class IContainerContext(Interface):
         "The process-wide L{containerflare.command.CommandClient}."
     )
 
-    def invoke(command, payload=None, timeout=None):
+    def invoke(command, payload=None, *, timeout=None):
         """
         Send a command to the host through the process's command client.
 
