@@ -152,3 +152,23 @@ def test_non_leaf_resources_traverse_transparently() -> None:
     assert len(leaf.requests) == 1
     assert leaf.requests[0].prepath == [b"api"]  # type: ignore[attr-defined]
     assert leaf.contexts[0].metadata.path == "/api/x"
+
+
+def test_request_not_served_by_containerflare_gets_a_generic_context() -> None:
+    """
+    A bare Klein/twisted.web request (a user's own test, say) still gets a
+    context: generic platform, an unavailable command client, same object
+    for the whole request.
+    """
+    from twisted.web.server import Request, Site
+    from twisted.web.test.requesthelper import DummyChannel
+
+    channel = DummyChannel()
+    channel.site = Site(Resource())
+    request = Request(channel)
+    context = ContainerContext.from_request(request)
+    assert context is IContainerContext(request)
+    assert context.platform.name == "generic"
+    failures: list[object] = []
+    context.invoke("kv.get").addErrback(failures.append)
+    assert "not served by containerflare" in str(failures[0].value)  # type: ignore[attr-defined]
