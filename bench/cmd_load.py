@@ -1,0 +1,122 @@
+"""
+The command channel load generator: sequential (1 in flight) or N in flight
+over a UNIX socket, for a duration; prints one JSON line.
+
+C{python -m bench.cmd_load --kind floor|client --socket PATH --concurrency N}
+
+C{floor} is a bare C{LineReceiver} client (ids matched in a dict, no
+timeouts, no reconnection): the least any JSON-lines client must do.
+C{client} is L{containerflare.command.CommandClient}.  Both are driven by
+the same coroutines, so the difference is the clients'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.task import react
+from twisted.protocols.basic import LineReceiver
+
+
+class FloorClient(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 16 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Deferred[Any]] = {}
+        self._next = 0
+
+    def invoke(self, command: str, payload: Any = None) -> Deferred[Any]:
+        self._next += 1
+        d: Deferred[Any] = Deferred()
+        self._pending[self._next] = d
+        self.sendLine(json.dumps(
+            {"id": self._next, "command": command, "payload": payload}, separators=(",", ":")
+        ).encode("utf-8"))
+        return d
+
+    def lineReceived(self, line: bytes) -> None:  # noqa: N802
+        message = json.loads(line)
+        d = self._pending.pop(message["id"])
+        if message.get("ok"):
+            d.callback(message.get("payload"))
+        else:
+            d.errback(RuntimeError(message.get("diagnostic")))
+
+
+async def _worker(invoke, command: str, payload: Any, deadline: float, latencies: list[float]) -> None:
+    clock = time.perf_counter
+    while clock() < deadline:
+        t = clock()
+        await invoke(command, payload)
+        latencies.append(clock() - t)
+
+
+async def _load(invoke, command: str, payload: Any, concurrency: int, duration: float) -> dict:
+    latencies: list[float] = []
+    t0 = time.perf_counter()
+    deadline = t0 + duration
+    await gatherResults([
+        Deferred.fromCoroutine(_worker(invoke, command, payload, deadline, latencies))
+        for _ in range(concurrency)
+    ])
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
+
+    return {
+        "invokes": len(latencies),
+        "seconds": elapsed,
+        "per_second": len(latencies) / elapsed,
+        "p50_us": pct(50) * 1e6,
+        "p99_us": pct(99) * 1e6,
+    }
+
+
+async def _main(reactor: Any, args: argparse.Namespace) -> None:
+    payload = json.loads(args.payload)
+    close = None
+    if args.kind == "floor":
+        proto = await connectProtocol(UNIXClientEndpoint(reactor, args.socket), FloorClient())
+        invoke = proto.invoke
+        close = proto.transport.loseConnection
+    else:
+        from containerflare.command import CommandClient, CommandEndpoint
+
+        client = await CommandClient.connect(
+            CommandEndpoint.parse(f"unix://{args.socket}"), reactor=reactor
+        )
+        invoke = client.invoke
+        close = client.close
+    await _load(invoke, args.command, payload, args.concurrency, args.warmup)
+    result = await _load(invoke, args.command, payload, args.concurrency, args.duration)
+    maybe = close()
+    if isinstance(maybe, Deferred):
+        await maybe
+    sys.stdout.write("BENCHJSON " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cmd_load")
+    parser.add_argument("--kind", choices=["floor", "client"], required=True)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--command", default="bench.echo")
+    parser.add_argument("--payload", default='{"key":"bench","value":"' + "x" * 64 + '"}')
+    args = parser.parse_args()
+    react(lambda reactor: Deferred.fromCoroutine(_main(reactor, args)))
+
+
+if __name__ == "__main__":
+    main()
