@@ -160,13 +160,15 @@ def test_request_not_served_by_containerflare_gets_a_generic_context() -> None:
     context: generic platform, an unavailable command client, same object
     for the whole request.
     """
-    from twisted.web.server import Request, Site
-    from twisted.web.test.requesthelper import DummyChannel
+    from twisted.web.server import Site
 
-    channel = DummyChannel()
-    channel.site = Site(Resource())
-    request = Request(channel)
-    context = ContainerContext.from_request(request)
+    pending = _Pending()
+    site = Site(pending)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    (request,) = pending.requests
+    context = pending.contexts[0]
     assert context is IContainerContext(request)
     assert context.platform.name == "generic"
     failures: list[object] = []
