@@ -7,7 +7,15 @@ Public names only; the code lives in private modules.
 
 from containerflare._context import ContainerContext
 from containerflare._environ import ConfigError, RuntimeConfig
-from containerflare._metadata import RequestMetadata
+from containerflare._metadata import (
+    MAX_HEADER_BYTES,
+    METADATA_HEADER,
+    ClientHints,
+    CloudflareRequestPlatform,
+    CloudRunRequestPlatform,
+    RequestMetadata,
+    TraceContext,
+)
 from containerflare._platforms import (
     CloudflarePlatform,
     CloudflareProvider,
@@ -16,9 +24,17 @@ from containerflare._platforms import (
     GenericPlatform,
     GenericProvider,
 )
+from containerflare._trust import SIGNATURE_HEADER, SIGNATURE_MAX_AGE, sign_metadata
 from containerflare.interfaces import IContainerContext, IMetadataProvider, IPlatform
 
 __all__ = [
+    "MAX_HEADER_BYTES",
+    "METADATA_HEADER",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_MAX_AGE",
+    "ClientHints",
+    "CloudRunRequestPlatform",
+    "CloudflareRequestPlatform",
     "CloudRunPlatform",
     "CloudRunProvider",
     "CloudflarePlatform",
@@ -32,4 +48,6 @@ __all__ = [
     "IPlatform",
     "RequestMetadata",
     "RuntimeConfig",
+    "TraceContext",
+    "sign_metadata",
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Union
 from attrs import frozen
 from zope.interface import implementer
 
+from containerflare._sources import build_metadata
 from containerflare.interfaces import IMetadataProvider, IPlatform
 
 if TYPE_CHECKING:
@@ -114,12 +115,6 @@ _CLOUDFLARE_REFERENCE_VARS = (
 _CLOUD_RUN_VARS = ("K_SERVICE", "K_REVISION", "K_CONFIGURATION", "CLOUD_RUN_JOB")
 
 
-def _minimal_metadata(request: IRequest) -> RequestMetadata:
-    from containerflare._metadata import minimal_metadata
-
-    return minimal_metadata(request)
-
-
 @implementer(IMetadataProvider)
 @frozen
 class CloudflareProvider:
@@ -147,7 +142,7 @@ class CloudflareProvider:
     def request_metadata(
         self, request: IRequest, config: RuntimeConfig, now: float
     ) -> RequestMetadata:
-        return _minimal_metadata(request)
+        return build_metadata(request, config, now, "cloudflare")
 
 
 @implementer(IMetadataProvider)
@@ -182,7 +177,7 @@ class CloudRunProvider:
     def request_metadata(
         self, request: IRequest, config: RuntimeConfig, now: float
     ) -> RequestMetadata:
-        return _minimal_metadata(request)
+        return build_metadata(request, config, now, "cloud_run")
 
 
 @implementer(IMetadataProvider)
@@ -203,7 +198,7 @@ class GenericProvider:
     def request_metadata(
         self, request: IRequest, config: RuntimeConfig, now: float
     ) -> RequestMetadata:
-        return _minimal_metadata(request)
+        return build_metadata(request, config, now, "generic")
 
 
 CLOUDFLARE = CloudflareProvider()

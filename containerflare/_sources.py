@@ -1,0 +1,666 @@
+# -*- test-case-name: tests.test_metadata_sources -*-
+"""
+Building a request's L{RequestMetadata} from its sources: the Worker's
+header when trusted, the request's headers, the platform's environment.
+
+The rules (docs/metadata.md has them per field):
+
+  - C{x-containerflare-metadata} is used when trusted: with
+    C{CONTAINERFLARE_METADATA_SECRET} set, only with a valid, fresh
+    signature (L{containerflare._trust}); without one, on Cloudflare and
+    generic but never on Cloud Run, where the service is public.  Its
+    non-null values win; the fields it leaves null are filled from below.
+  - Request headers.  On Cloud Run the C{cf-*} headers are ignored: any
+    client can send them there.
+  - client_ip: the header's; else C{cf-connecting-ip} (not on Cloud Run);
+    else, with N = C{CONTAINERFLARE_TRUSTED_HOPS} >= 1, the N-th address
+    from the right of C{x-forwarded-for} (each trusted proxy appends one),
+    or of C{forwarded: for=} when there is no x-forwarded-for; with N = 0,
+    and on generic when nothing else says, the TCP peer.
+  - Platform defaults last (worker name, Cloud Run service, region, ...).
+
+Nothing here raises for bad input: every problem is collected, the field
+falls back, and the request gets one (rate-limited) log line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from containerflare._metadata import (
+    MAX_HEADER_BYTES,
+    ClientHints,
+    CloudflareRequestPlatform,
+    CloudRunRequestPlatform,
+    Problems,
+    RequestMetadata,
+    TraceContext,
+    normalize_ip,
+    read_fields,
+)
+from containerflare._trust import limiter_for, verify_signature
+
+if TYPE_CHECKING:
+    from twisted.web.http_headers import Headers
+    from twisted.web.iweb import IRequest
+
+    from containerflare._environ import RuntimeConfig
+
+_METADATA = b"x-containerflare-metadata"
+_SIGNATURE = b"x-containerflare-signature"
+
+# Compiled once, at import: nothing is compiled per request.
+_CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]{1,3}))?")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]{0,15}")
+# A URI authority: reg-name or IP literal, optional port; no "/", "@", spaces.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]{1,253})(?::[0-9]{1,5})?")
+# One Forwarded (RFC 7239) pair: token "=" (token / quoted-string), then the separator.
+_FORWARDED_PAIR = re.compile(
+    r"[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z\-]+)[ \t]*=[ \t]*"
+    r"(\"(?:[^\"\\]|\\.)*\"|[!#$%&'*+.^_`|~0-9A-Za-z\-:\[\]]*)[ \t]*([;,]|$)"
+)
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+# Legacy Cloud Run hosts (<svc>-<hash>-<code>.a.run.app) carry a region code
+# Google does not publish as a table; only codes seen on real services are
+# mapped, an unknown one gives no region rather than a wrong one.
+_RUN_APP_REGION_CODES = {
+    "uc": "us-central1",
+    "ue": "us-east1",
+    "uk": "us-east4",
+    "uw": "us-west1",
+    "ew": "europe-west1",
+    "nw": "europe-west2",
+    "ey": "europe-west3",
+    "an": "asia-northeast1",
+    "as": "asia-southeast1",
+    "de": "asia-east1",
+}
+
+_PLAIN_HEADERS = (
+    ("user_agent", b"user-agent"),
+    ("accept", b"accept"),
+    ("accept_language", b"accept-language"),
+    ("accept_encoding", b"accept-encoding"),
+    ("sec_gpc", b"sec-gpc"),
+)
+_CF_HEADERS = (
+    ("request_id", b"cf-ray"),
+    ("colo", b"cf-colo"),
+    ("country", b"cf-ipcountry"),
+    ("region", b"cf-region"),
+)
+
+
+class _Headers:
+    """
+    A request's headers, decoded on demand, problems collected.
+    """
+
+    __slots__ = ("_headers", "problems")
+
+    def __init__(self, headers: Headers, problems: Problems) -> None:
+        self._headers = headers
+        self.problems = problems
+
+    def raw(self, name: bytes) -> bytes | None:
+        values = self._headers.getRawHeaders(name)
+        if not values:
+            return None
+        # Repeated headers combine as one comma-separated list (RFC 9110 5.3).
+        value = values[0] if len(values) == 1 else b", ".join(values)
+        if len(value) > MAX_HEADER_BYTES:
+            self.problems.append(
+                ("oversized", f"{name.decode()} is longer than {MAX_HEADER_BYTES} bytes; ignored")
+            )
+            return None
+        return value
+
+    def text(self, name: bytes) -> str | None:
+        value = self.raw(name)
+        if not value:
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            self.problems.append(("encoding", f"{name.decode()} is not UTF-8; ignored"))
+            return None
+
+
+def _pick(entries: Sequence[str], hops: int) -> str:
+    # The hops-th entry from the right; with fewer entries than trusted
+    # proxies every entry was written by one of them, so the leftmost.
+    return entries[-hops] if len(entries) >= hops else entries[0]
+
+
+def _split_list(value: str) -> list[str]:
+    return [item for item in (part.strip() for part in value.split(",")) if item]
+
+
+def parse_forwarded(value: str, problems: Problems) -> list[dict[str, str]]:
+    """
+    The elements of a C{Forwarded} header (RFC 7239), each a dict of
+    lowercase parameter names to unquoted values.  Parsing stops at the
+    first malformed part (logged); what came before it is kept.
+    """
+    elements: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    pos = 0
+    end = len(value)
+    while pos < end:
+        if value[pos] in " \t,":
+            if value[pos] == "," and current:
+                elements.append(current)
+                current = {}
+            pos += 1
+            continue
+        match = _FORWARDED_PAIR.match(value, pos)
+        if match is None or match.end() == pos:
+            problems.append(("forwarded", "malformed forwarded header; parsed up to the error"))
+            break
+        key, raw, sep = match.group(1, 2, 3)
+        if raw.startswith('"'):
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
+        current[key.lower()] = raw
+        pos = match.end()
+        if sep == ",":
+            elements.append(current)
+            current = {}
+    if current:
+        elements.append(current)
+    return elements
+
+
+def parse_cloud_trace(value: str, problems: Problems) -> TraceContext | None:
+    """
+    Parse C{x-cloud-trace-context: TRACE_ID[/SPAN_ID][;o=OPTIONS]}.
+
+    The decimal span id becomes 16 hex digits; C{o} bit 0 is C{sampled}.
+    """
+    match = _CLOUD_TRACE.fullmatch(value.strip())
+    if match is None:
+        problems.append(("trace", "malformed x-cloud-trace-context; ignored"))
+        return None
+    trace_id = match.group(1).lower()
+    if trace_id == _ZERO_TRACE:
+        problems.append(("trace", "x-cloud-trace-context has an all-zero trace id; ignored"))
+        return None
+    span_id = None
+    span = match.group(2)
+    if span is not None:
+        number = int(span, 10)
+        if 0 < number < 1 << 64:
+            span_id = "%016x" % number
+        else:
+            problems.append(("trace", "x-cloud-trace-context span id out of range; span dropped"))
+    options = match.group(3)
+    sampled = None if options is None else bool(int(options, 10) & 1)
+    return TraceContext(
+        trace_id=trace_id,
+        span_id=span_id,
+        sampled=sampled,
+        raw=value,
+    )
+
+
+def parse_traceparent(value: str, problems: Problems) -> TraceContext | None:
+    """
+    Parse W3C C{traceparent: VERSION-TRACEID-PARENTID-FLAGS} (lowercase hex,
+    as the specification requires; version C{ff} and all-zero ids are invalid,
+    version C{00} allows nothing after the flags).
+    """
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        problems.append(("trace", "malformed traceparent; ignored"))
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if (
+        version == "ff"
+        or (version == "00" and rest is not None)
+        or trace_id == _ZERO_TRACE
+        or span_id == _ZERO_SPAN
+    ):
+        problems.append(("trace", "invalid traceparent; ignored"))
+        return None
+    return TraceContext(
+        trace_id=trace_id,
+        span_id=span_id,
+        sampled=bool(int(flags, 16) & 1),
+        raw=value,
+        version=version,
+        flags=flags,
+    )
+
+
+def read_trace(headers: _Headers, project_id: str | None) -> TraceContext | None:
+    """
+    The trace of a request: C{x-cloud-trace-context} first (what Cloud
+    Logging groups by), completed by C{traceparent} when both name the same
+    trace; C{traceparent} alone otherwise.
+    """
+    problems = headers.problems
+    cloud_value = headers.text(b"x-cloud-trace-context")
+    w3c_value = headers.text(b"traceparent")
+    cloud = parse_cloud_trace(cloud_value, problems) if cloud_value else None
+    w3c = parse_traceparent(w3c_value, problems) if w3c_value else None
+    if cloud is not None:
+        trace = cloud
+        if w3c is not None and w3c.trace_id == cloud.trace_id:
+            trace = TraceContext(
+                trace_id=cloud.trace_id,
+                span_id=cloud.span_id or w3c.span_id,
+                sampled=w3c.sampled if cloud.sampled is None else cloud.sampled,
+                raw=cloud.raw,
+                version=w3c.version,
+                flags=w3c.flags,
+            )
+    elif w3c is not None:
+        trace = w3c
+    else:
+        return None
+    if project_id is not None:
+        return TraceContext(
+            trace_id=trace.trace_id,
+            span_id=trace.span_id,
+            sampled=trace.sampled,
+            project_id=project_id,
+            raw=trace.raw,
+            version=trace.version,
+            flags=trace.flags,
+        )
+    return trace
+
+
+def _address(text: str, source: str, problems: Problems) -> str | None:
+    ip = normalize_ip(text)
+    if ip is None:
+        stripped = text.strip().strip('"')
+        # RFC 7239 allows "unknown" and obfuscated "_names": not errors.
+        if stripped.lower() != "unknown" and not stripped.startswith("_"):
+            problems.append(("address", f"{source} has an entry that is not an IP address"))
+    return ip
+
+
+def client_ip(
+    headers: _Headers,
+    forwarded_for: Sequence[str],
+    forwarded: list[dict[str, str]] | None,
+    *,
+    hops: int,
+    trust_cf: bool,
+) -> str | None:
+    """
+    The client's address from the request's headers (see the module
+    docstring); L{None} when they do not say.
+    """
+    problems = headers.problems
+    if trust_cf:
+        value = headers.text(b"cf-connecting-ip")
+        if value is not None:
+            ip = _address(value, "cf-connecting-ip", problems)
+            if ip is not None:
+                return ip
+    if hops == 0:
+        return None
+    if forwarded_for:
+        return _address(_pick(forwarded_for, hops), "x-forwarded-for", problems)
+    if forwarded:
+        fors = [element["for"] for element in forwarded if "for" in element]
+        if fors:
+            return _address(_pick(fors, hops), "forwarded", problems)
+    return None
+
+
+def _peer(request: IRequest) -> str | None:
+    try:
+        address = request.getClientAddress()
+    except Exception:
+        return None
+    host = getattr(address, "host", None)
+    return normalize_ip(host) if isinstance(host, str) else None
+
+
+def _host(value: str | None, source: str, problems: Problems, hops: int) -> str | None:
+    if value is None:
+        return None
+    entries = _split_list(value)
+    if not entries:
+        return None
+    host = _pick(entries, max(hops, 1))
+    if _HOST.fullmatch(host) is None:
+        problems.append(("host", f"{source} is not a host name; ignored"))
+        return None
+    return host
+
+
+def _path(request: IRequest, problems: Problems) -> tuple[str, str | None]:
+    uri: bytes = request.uri
+    try:
+        text = uri.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(("encoding", "request target is not UTF-8; non-ASCII bytes percent-encoded"))
+        text = "".join(chr(b) if b < 0x80 else "%%%02X" % b for b in uri)
+    if text.startswith("/") or "://" not in text:
+        return text, None
+    # An absolute-form target (GET http://host/path): the URL as such, the
+    # path from it.
+    after = text.split("://", 1)[1]
+    slash = after.find("/")
+    return (after[slash:] if slash >= 0 else "/"), text
+
+
+def _header_fields(
+    headers: Headers,
+    config: RuntimeConfig,
+    now: float,
+    on_cloud_run: bool,
+    problems: Problems,
+) -> dict[str, Any]:
+    values = headers.getRawHeaders(_METADATA)
+    if not values:
+        return {}
+    if len(values) > 1:
+        problems.append(("header", "more than one x-containerflare-metadata header; ignored"))
+        return {}
+    raw = values[0]
+    if len(raw) > MAX_HEADER_BYTES:
+        problems.append(
+            ("oversized", f"x-containerflare-metadata is longer than {MAX_HEADER_BYTES} bytes; ignored")
+        )
+        return {}
+    secret = config.metadata_secret
+    if secret:
+        reason = verify_signature(raw, headers.getRawHeaders(_SIGNATURE), secret, now)
+        if reason is not None:
+            problems.append(("signature", f"x-containerflare-metadata ignored: {reason}"))
+            return {}
+    elif on_cloud_run:
+        problems.append(
+            (
+                "untrusted",
+                "x-containerflare-metadata ignored: not trusted on cloud_run"
+                " without CONTAINERFLARE_METADATA_SECRET",
+            )
+        )
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        problems.append(("encoding", "x-containerflare-metadata is not UTF-8; ignored"))
+        return {}
+    except (ValueError, RecursionError):
+        problems.append(("json", "x-containerflare-metadata is not valid JSON; ignored"))
+        return {}
+    if not isinstance(data, dict):
+        problems.append(("json", "x-containerflare-metadata is not a JSON object; ignored"))
+        return {}
+    return read_fields(data, problems)
+
+
+def build_metadata(
+    request: IRequest,
+    config: RuntimeConfig,
+    now: float,
+    platform: str,
+) -> RequestMetadata:
+    """
+    The metadata of one request on one platform.
+
+    @param platform: C{"cloudflare"}, C{"cloud_run"} or C{"generic"}: the
+        provider building it (not necessarily C{config.platform.name} in
+        tests).
+    @return: never raises for bad input; problems are logged once per
+        request, rate-limited per configuration.
+    """
+    problems: Problems = []
+    try:
+        metadata = _build(request, config, now, platform, problems)
+    except Exception as e:  # pragma: no cover - a bug, not bad input
+        # A handler must still run; the minimal metadata is better than a 500.
+        problems.append(("bug", f"metadata parsing failed ({e!r}); minimal metadata used"))
+        metadata = RequestMetadata(
+            method=request.method.decode("latin-1"), path=request.uri.decode("latin-1")
+        )
+    if problems:
+        limiter_for(config).warn(
+            tuple(sorted({kind for kind, _ in problems})),
+            now,
+            "; ".join(text for _, text in problems),
+        )
+    return metadata
+
+
+def _build(
+    request: IRequest,
+    config: RuntimeConfig,
+    now: float,
+    platform: str,
+    problems: Problems,
+) -> RequestMetadata:
+    on_cloud_run = platform == "cloud_run"
+    raw_headers: Headers = request.requestHeaders
+    fields = _header_fields(raw_headers, config, now, on_cloud_run, problems)
+    get = fields.get
+    headers = _Headers(raw_headers, problems)
+    hops = config.trusted_hops
+
+    if not on_cloud_run:
+        # Cloudflare's edge sets these; on Cloud Run any client can.
+        for key, name in _CF_HEADERS:
+            if get(key) is None:
+                value = headers.text(name)
+                if value is not None:
+                    fields[key] = value
+    for key, name in _PLAIN_HEADERS:
+        if get(key) is None:
+            value = headers.text(name)
+            if value is not None:
+                fields[key] = value
+
+    # client_ip and scheme come from what the platform's proxies wrote on
+    # this request, never from the metadata header's forwarded_* values.
+    need_ip = get("client_ip") is None
+    need_scheme = get("scheme") is None
+    xff_entries: list[str] = []
+    if need_ip or get("forwarded_for") is None:
+        xff = headers.text(b"x-forwarded-for")
+        if xff:
+            xff_entries = _split_list(xff)
+    if get("forwarded_for") is None:
+        fields["forwarded_for"] = xff_entries
+    forwarded_text = None
+    if need_ip or need_scheme or get("forwarded") is None:
+        forwarded_text = headers.text(b"forwarded")
+        if forwarded_text is not None and get("forwarded") is None:
+            fields["forwarded"] = forwarded_text
+    # Parsed only when x-forwarded-for / x-forwarded-proto do not answer.
+    forwarded_elements: list[dict[str, str]] | None = None
+    if need_ip and not xff_entries and forwarded_text and hops:
+        forwarded_elements = parse_forwarded(forwarded_text, problems)
+
+    if need_ip:
+        ip = client_ip(
+            headers,
+            xff_entries,
+            forwarded_elements,
+            hops=hops,
+            trust_cf=not on_cloud_run,
+        )
+        if ip is None and (hops == 0 or platform == "generic"):
+            ip = _peer(request)
+        if ip is not None:
+            fields["client_ip"] = ip
+
+    proto = None
+    if need_scheme or get("forwarded_proto") is None:
+        proto = headers.text(b"x-forwarded-proto")
+        if proto is not None and get("forwarded_proto") is None:
+            fields["forwarded_proto"] = proto
+    if need_scheme:
+        scheme = None
+        if proto:
+            entries = _split_list(proto)
+            if entries:
+                scheme = _pick(entries, max(hops, 1)).lower()
+        if scheme is None and forwarded_text:
+            if forwarded_elements is None:
+                forwarded_elements = parse_forwarded(forwarded_text, problems)
+            protos = [e["proto"] for e in forwarded_elements if "proto" in e]
+            if protos:
+                scheme = _pick(protos, max(hops, 1)).lower()
+        if scheme is not None and _SCHEME.fullmatch(scheme) is None:
+            problems.append(("scheme", "forwarded protocol is not a URL scheme; ignored"))
+            scheme = None
+        if scheme is None:
+            scheme = "https" if request.isSecure() else "http"
+        fields["scheme"] = scheme
+
+    host_header = None
+    if get("host") is None or on_cloud_run:
+        host_header = _host(headers.text(b"host"), "host", problems, 1)
+    if get("host") is None:
+        host = _host(headers.text(b"x-forwarded-host"), "x-forwarded-host", problems, hops)
+        if host is None:
+            host = host_header
+        if host is not None:
+            fields["host"] = host
+
+    if get("client_hints") is None:
+        hints = None
+        for key, name in ClientHints.HEADERS:
+            value = headers.text(name)
+            if value is not None:
+                if hints is None:
+                    hints = {}
+                hints[key] = value
+        if hints is not None:
+            fields["client_hints"] = ClientHints(**hints)
+
+    path, absolute_url = _path(request, problems)
+    if get("method") is None:
+        fields["method"] = request.method.decode("latin-1")
+    if get("path") is None:
+        fields["path"] = path
+    if get("raw_url") is None and absolute_url is not None:
+        fields["raw_url"] = absolute_url
+
+    config_platform = config.platform
+    if platform == "cloudflare":
+        _cloudflare_defaults(fields, config_platform)
+    elif on_cloud_run:
+        _cloud_run_defaults(fields, config_platform, host_header)
+    if get("trace_context") is None:
+        trace = read_trace(headers, get("project_id"))
+        if trace is not None:
+            fields["trace_context"] = trace
+            if on_cloud_run and get("request_id") is None:
+                fields["request_id"] = trace.trace_id
+
+    raw_url = get("raw_url")
+    if raw_url is None or "://" not in raw_url:
+        host = get("host")
+        scheme = get("scheme")
+        if host is not None and scheme is not None:
+            fields["raw_url"] = f"{scheme}://{host}{get('path')}"
+    return RequestMetadata(**fields)
+
+
+def _cloudflare_defaults(fields: dict[str, Any], platform: object) -> None:
+    get = fields.get
+    if get("worker_name") is None:
+        worker = getattr(platform, "worker_name", None)
+        if worker is not None:
+            fields["worker_name"] = worker
+    # The container's own location, when the request says nothing.
+    for key, attribute in (("colo", "location"), ("region", "region"), ("country", "country")):
+        if get(key) is None:
+            value = getattr(platform, attribute, None)
+            if value is not None:
+                fields[key] = value
+    tag = get("platform")
+    worker_name = tag.worker_name if isinstance(tag, CloudflareRequestPlatform) else None
+    fields["platform"] = CloudflareRequestPlatform(
+        worker_name=worker_name if worker_name is not None else get("worker_name")
+    )
+
+
+def run_app_region(host: str) -> str | None:
+    """
+    The region named by a C{run.app} host name, if any.
+    """
+    labels = host.lower().rsplit(":", 1)[0].split(".") if not host.startswith("[") else []
+    if len(labels) < 3 or labels[-2:] != ["run", "app"]:
+        return None
+    if len(labels) == 4 and labels[1] == "a":
+        # <svc>-<hash>-<code>.a.run.app
+        return _RUN_APP_REGION_CODES.get(labels[0].rsplit("-", 1)[-1])
+    if len(labels) == 4:
+        # <svc>-<project number>.<region>.run.app
+        return labels[1] or None
+    return None
+
+
+def run_app_project_number(host: str) -> str | None:
+    """
+    The project number in a C{<svc>-<number>.<region>.run.app} host name.
+    """
+    labels = host.lower().rsplit(":", 1)[0].split(".") if not host.startswith("[") else []
+    if len(labels) != 4 or labels[-2:] != ["run", "app"] or labels[1] == "a":
+        return None
+    number = labels[0].rsplit("-", 1)[-1]
+    return number if number.isdigit() and number.isascii() else None
+
+
+def _cloud_run_defaults(fields: dict[str, Any], platform: object, host: str | None) -> None:
+    get = fields.get
+    for key, attribute in (
+        ("cloud_run_service", "service"),
+        ("cloud_run_revision", "revision"),
+        ("cloud_run_configuration", "configuration"),
+        ("project_id", "project_id"),
+        ("cloud_run_region", "region"),
+    ):
+        if get(key) is None:
+            value = getattr(platform, attribute, None)
+            if value is not None:
+                fields[key] = value
+    # The Host header (set by Google's front end), not x-forwarded-host,
+    # which a client may send.
+    if host is not None:
+        if get("cloud_run_region") is None:
+            region = run_app_region(host)
+            if region is not None:
+                fields["cloud_run_region"] = region
+        if get("project_id") is None:
+            number = run_app_project_number(host)
+            if number is not None:
+                fields["project_id"] = number
+    if get("region") is None and get("cloud_run_region") is not None:
+        fields["region"] = get("cloud_run_region")
+    if get("worker_name") is None and get("cloud_run_service") is not None:
+        fields["worker_name"] = get("cloud_run_service")
+    tag = get("platform")
+    if isinstance(tag, CloudRunRequestPlatform):
+        fields["platform"] = CloudRunRequestPlatform(
+            service=tag.service if tag.service is not None else get("cloud_run_service"),
+            revision=tag.revision if tag.revision is not None else get("cloud_run_revision"),
+            configuration=(
+                tag.configuration if tag.configuration is not None else get("cloud_run_configuration")
+            ),
+            project_id=tag.project_id if tag.project_id is not None else get("project_id"),
+            region=tag.region if tag.region is not None else get("cloud_run_region"),
+        )
+    else:
+        fields["platform"] = CloudRunRequestPlatform(
+            service=get("cloud_run_service"),
+            revision=get("cloud_run_revision"),
+            configuration=get("cloud_run_configuration"),
+            project_id=get("project_id"),
+            region=get("cloud_run_region"),
+        )
