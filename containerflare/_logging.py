@@ -1,24 +1,48 @@
 # -*- test-case-name: tests.test_logging -*-
 """
-Log observers: readable text lines or Cloud Logging JSON, always on stderr.
+Log observers: readable text lines or Cloud Logging JSON, always on stderr;
+the access log; the bridge from the standard library's C{logging}.
 
-(Minimal text observer; the logging issue adds JSON and correlation.)
+JSON mode writes one object per event and per line, with the fields Cloud
+Logging understands (C{severity}, C{message}, C{time},
+C{logging.googleapis.com/sourceLocation}, C{logging.googleapis.com/trace},
+C{logging.googleapis.com/spanId}, C{logging.googleapis.com/trace_sampled},
+C{httpRequest}).  Events emitted while a request is handled carry its
+request id and trace: see L{containerflare._correlation}.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import sys
-from typing import IO
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 from twisted.logger import (
-    FilteringLogObserver,
     ILogObserver,
     LogLevel,
-    LogLevelFilterPredicate,
-    textFileLogObserver,
+    LogPublisher,
+    formatEvent,
+    globalLogPublisher,
 )
+from twisted.logger._io import LoggingFile
+from twisted.logger._logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from containerflare._correlation import (
+    NO_CORRELATION,
+    Correlation,
+    correlation_for,
+    current_request,
+)
 from containerflare._environ import RuntimeConfig
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
 
 _LEVELS = {
     "debug": LogLevel.debug,
@@ -27,12 +51,490 @@ _LEVELS = {
     "error": LogLevel.error,
 }
 
+_PRIORITY = {
+    LogLevel.debug: 0,
+    LogLevel.info: 1,
+    LogLevel.warn: 2,
+    LogLevel.error: 3,
+    LogLevel.critical: 4,
+}
+
+#: twisted.logger levels as Cloud Logging severities.
+SEVERITY = {
+    LogLevel.debug: "DEBUG",
+    LogLevel.info: "INFO",
+    LogLevel.warn: "WARNING",
+    LogLevel.error: "ERROR",
+    LogLevel.critical: "CRITICAL",
+}
+
+_TEXT_LEVEL = {
+    LogLevel.debug: "DEBUG",
+    LogLevel.info: "INFO ",
+    LogLevel.warn: "WARN ",
+    LogLevel.error: "ERROR",
+    LogLevel.critical: "CRIT ",
+}
+
+#: Event keys never copied into a JSON entry: Twisted's own, the legacy
+#: log system's, and ours.
+_NOT_EXTRA = frozenset(
+    {
+        "message",
+        "format",
+        "time",
+        "system",
+        "isError",
+        "why",
+        "failure",
+        "printed",
+        "logLevel",
+        "access_line",
+        "cf_request",
+        "cf_source",
+        "http_request",
+        "severity",
+        "logger",
+    }
+)
+
+
+# Time -----------------------------------------------------------------------
+
+_second_cache: list[Any] = [None, ""]
+
+
+def rfc3339(when: float) -> str:
+    """
+    A UTC timestamp in RFC 3339 with microseconds, e.g.
+    C{2026-12-04T16:17:41.123456Z}.
+    """
+    second = int(when)
+    if _second_cache[0] != second:
+        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache[0] = second
+    micros = int((when - second) * 1_000_000)
+    return f"{_second_cache[1]}.{micros:06d}Z"
+
+
+# Source location ------------------------------------------------------------
+
+_EMIT = Logger.emit.__code__
+_SKIP_FILES = frozenset(
+    {
+        _EMIT.co_filename,  # Logger.info/warn/failure... wrap emit
+        LoggingFile.write.__code__.co_filename,  # print() under twistd
+    }
+)
+
+
+def _location_from_stack() -> dict[str, Any] | None:
+    # Only while an event is being emitted live by a twisted.logger.Logger:
+    # replayed start-up events and legacy log.msg calls have no known source.
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return None
+        if frame.f_code is _EMIT:
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    else:
+        return None
+    frame = frame.f_back  # type: ignore[assignment]
+    while frame is not None and frame.f_code.co_filename in _SKIP_FILES:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    code = frame.f_code
+    return {
+        "file": code.co_filename,
+        "line": str(frame.f_lineno),
+        "function": getattr(code, "co_qualname", code.co_name),
+    }
+
+
+def _location_from_failure(failure: Failure) -> dict[str, Any] | None:
+    frames = failure.frames
+    if not frames:
+        return None
+    function, filename, line = frames[-1][:3]
+    return {"file": filename, "line": str(line), "function": function}
+
+
+# Formatting -----------------------------------------------------------------
+
+
+def _message(event: Mapping[str, Any]) -> str:
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            traceback = failure.getTraceback()
+        except Exception as e:
+            traceback = f"(traceback unavailable: {e!r})"
+        text = f"{text}\n{traceback}" if text else traceback
+    return text.rstrip("\n")
+
+
+def _correlation(event: Mapping[str, Any]) -> Correlation:
+    request = event.get("cf_request")
+    if request is None:
+        request = current_request()
+        if request is None:
+            return NO_CORRELATION
+    return correlation_for(request)
+
+
+class JSONFormatter:
+    """
+    Formats an event as one line of Cloud Logging structured JSON.
+
+    @ivar project_id: the Google Cloud project traces belong to, when known
+        from the environment; otherwise the request's own, if any.
+    """
+
+    def __init__(self, project_id: str | None = None) -> None:
+        self.project_id = project_id
+        self._encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+    def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
+        level = event.get("log_level", LogLevel.info)
+        entry: dict[str, Any] = {
+            "severity": SEVERITY.get(level, "DEFAULT"),
+            "message": _message(event),
+            "time": rfc3339(event.get("log_time") or time.time()),
+            "logger": event.get("log_namespace", "-"),
+        }
+        http_request = event.get("http_request")
+        if http_request is not None:
+            entry["httpRequest"] = http_request
+        else:
+            if location is None:
+                location = event.get("cf_source")
+                if location is None and "log_failure" in event:
+                    location = _location_from_failure(event["log_failure"])
+            if location is not None:
+                entry["logging.googleapis.com/sourceLocation"] = location
+
+        correlation = _correlation(event)
+        if correlation is not NO_CORRELATION:
+            if correlation.request_id is not None:
+                entry["request_id"] = correlation.request_id
+            if correlation.trace_id is not None:
+                project = self.project_id or correlation.project_id
+                entry["logging.googleapis.com/trace"] = (
+                    f"projects/{project}/traces/{correlation.trace_id}"
+                    if project
+                    else correlation.trace_id
+                )
+                if correlation.span_id is not None:
+                    entry["logging.googleapis.com/spanId"] = correlation.span_id
+                if correlation.sampled is not None:
+                    entry["logging.googleapis.com/trace_sampled"] = correlation.sampled
+
+        for key, value in event.items():
+            if (
+                key.startswith("log_")
+                or key in _NOT_EXTRA
+                or key in entry
+                or not isinstance(value, (str, int, float, bool, type(None)))
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
+                continue
+            entry[key] = value
+        try:
+            return self._encode(entry)
+        except (TypeError, ValueError) as e:
+            return self._encode(
+                {
+                    "severity": entry["severity"],
+                    "message": f"{entry['message']!r} (unencodable log entry: {e})",
+                    "time": entry["time"],
+                }
+            )
+
+
+class TextFormatter:
+    """
+    Formats an event as a readable line (with the traceback, if any, on the
+    lines after it): C{TIME LEVEL [namespace] message [request_id=...]}.
+    """
+
+    def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
+        level = event.get("log_level", LogLevel.info)
+        line = (
+            f"{rfc3339(event.get('log_time') or time.time())} "
+            f"{_TEXT_LEVEL.get(level, '-    ')} "
+            f"[{event.get('log_namespace', '-')}] {_message(event)}"
+        )
+        correlation = _correlation(event)
+        if correlation.request_id is not None and "http_request" not in event:
+            line = f"{line} [request_id={correlation.request_id}]"
+        return line
+
+
+@implementer(ILogObserver)
+class LogObserver:
+    """
+    Writes events at or above a level to a text stream, one formatted entry
+    per event, flushed at once.  Never raises.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        formatter: JSONFormatter | TextFormatter,
+        level: LogLevel = LogLevel.info,
+    ) -> None:
+        self.stream = stream
+        self.formatter = formatter
+        self.level = level
+        self._minimum = _PRIORITY[level]
+        self._locate = isinstance(formatter, JSONFormatter)
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        if _PRIORITY.get(event.get("log_level"), 1) < self._minimum:
+            return
+        try:
+            location = None
+            if (
+                self._locate
+                and "cf_source" not in event
+                and "http_request" not in event
+                and "log_failure" not in event
+            ):
+                location = _location_from_stack()
+            text = self.formatter(event, location)
+        except Exception as e:  # a broken event must not break logging
+            text = f"unformattable log event: {e!r}"
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except Exception:
+            pass
+
+
+def _real_stderr() -> IO[str]:
+    # Under twistd, sys.stderr becomes a LoggingFile once logging begins:
+    # writing log lines to it would feed them back into logging.
+    stream = sys.stderr
+    if isinstance(stream, LoggingFile) or stream is None:
+        stream = sys.__stderr__
+    return stream  # type: ignore[return-value]
+
+
+def project_id(config: RuntimeConfig) -> str | None:
+    """
+    The Google Cloud project trace ids belong to, from the environment.
+    """
+    found = getattr(config.platform, "project_id", None)
+    if found:
+        return str(found)
+    for name in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
+        value = (config.environ.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
 
 def make_observer(config: RuntimeConfig, stream: IO[str] | None = None) -> ILogObserver:
     """
-    The log observer for a configuration: never stdout, which may carry the
-    stdio command channel.
+    The log observer for a configuration: C{config.log_format} (text or
+    json) at C{config.log_level}, on stderr (never stdout, which may carry
+    the stdio command channel) unless C{stream} is given.
     """
-    out = sys.stderr if stream is None else stream
-    predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[config.log_level])
-    return FilteringLogObserver(textFileLogObserver(out), [predicate])
+    out = _real_stderr() if stream is None else stream
+    formatter: JSONFormatter | TextFormatter
+    if config.log_format == "json":
+        formatter = JSONFormatter(project_id(config))
+    else:
+        formatter = TextFormatter()
+    return LogObserver(out, formatter, _LEVELS[config.log_level])
+
+
+# The access log -------------------------------------------------------------
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def log_access(
+    request: IRequest,
+    started: float | None,
+    now: float,
+    *,
+    publisher: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """
+    Emit the access log event of a finished request: one event, at info
+    (warn for 4xx, error for 5xx, as Cloud Run's own request log does).
+
+    @param started: when the request began, on the same clock as C{now}, or
+        L{None} if unknown.
+    @param now: the time the response finished.
+    """
+    from containerflare._context import ContainerContext
+
+    metadata = ContainerContext.from_request(request).metadata
+    status = int(getattr(request, "code", 200) or 200)
+    method = _text(request.method) or "-"
+    path = _text(request.uri) or "-"
+    protocol = _text(getattr(request, "clientproto", None)) or "HTTP/1.1"
+    size = int(getattr(request, "sentLength", 0) or 0)
+    client_ip = getattr(metadata, "client_ip", None)
+    if client_ip is None:
+        address = request.getClientAddress()
+        client_ip = getattr(address, "host", None)
+    correlation = correlation_for(request)
+    request_id = getattr(metadata, "request_id", None) or correlation.request_id
+
+    http_request: dict[str, Any] = {
+        "requestMethod": method,
+        "requestUrl": getattr(metadata, "raw_url", None) or path,
+        "status": status,
+        "responseSize": str(size),
+        "protocol": protocol,
+    }
+    if started is not None:
+        latency = max(now - started, 0.0)
+        http_request["latency"] = f"{latency:.6f}s"
+        latency_text = f"{latency * 1000:.1f}ms"
+    else:
+        latency_text = "-"
+    if client_ip:
+        http_request["remoteIp"] = client_ip
+    user_agent = request.getHeader(b"user-agent")
+    if user_agent is not None:
+        http_request["userAgent"] = _text(user_agent)
+    referer = request.getHeader(b"referer")
+    if referer is not None:
+        http_request["referer"] = _text(referer)
+
+    line = f'{client_ip or "-"} "{method} {path} {protocol}" {status} {size}B {latency_text}'
+    event: dict[str, Any] = {
+        "log_level": LogLevel.error if status >= 500 else LogLevel.warn if status >= 400 else LogLevel.info,
+        "log_namespace": "containerflare.access",
+        "log_source": None,
+        "log_format": "{access_line}",
+        "log_time": time.time(),
+        "access_line": "",
+        "http_request": http_request,
+        "cf_request": request,
+        "method": method,
+        "path": path,
+        "status": status,
+        "response_size": size,
+        "client_ip": client_ip,
+        "request_id": request_id,
+    }
+    extra = f" request_id={request_id}" if request_id else ""
+    if getattr(ContainerContext.from_request(request).platform, "name", None) == "cloudflare":
+        colo = getattr(metadata, "colo", None)
+        country = getattr(metadata, "country", None)
+        event["colo"] = colo
+        event["country"] = country
+        extra += f" colo={colo or '-'} country={country or '-'}"
+    event["access_line"] = line + extra
+    (globalLogPublisher if publisher is None else publisher)(event)
+
+
+# The standard library's logging ---------------------------------------------
+
+
+def _from_stdlib_level(levelno: int) -> LogLevel:
+    if levelno >= logging.CRITICAL:
+        return LogLevel.critical
+    if levelno >= logging.ERROR:
+        return LogLevel.error
+    if levelno >= logging.WARNING:
+        return LogLevel.warn
+    if levelno >= logging.INFO:
+        return LogLevel.info
+    return LogLevel.debug
+
+
+_TO_STDLIB_LEVEL = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class StdlibBridge(logging.Handler):
+    """
+    A C{logging} handler that turns each record into one twisted.logger
+    event, with its source location and, for C{exc_info}, its traceback as
+    the event's failure.
+    """
+
+    def __init__(self, publisher: Callable[[dict[str, Any]], None] | None = None) -> None:
+        super().__init__()
+        self.publisher = publisher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            try:
+                text = record.getMessage()
+            except Exception as e:
+                text = f"{record.msg!r} % {record.args!r} (unformattable: {e})"
+            if record.stack_info:
+                text = f"{text}\n{record.stack_info}"
+            event: dict[str, Any] = {
+                "log_level": _from_stdlib_level(record.levelno),
+                "log_namespace": record.name,
+                "log_source": None,
+                "log_format": "{log_text}",
+                "log_text": text,
+                "log_time": record.created,
+                "cf_source": {
+                    "file": record.pathname,
+                    "line": str(record.lineno),
+                    "function": record.funcName,
+                },
+            }
+            if record.exc_info and record.exc_info[1] is not None:
+                _, value, tb = record.exc_info
+                event["log_failure"] = Failure(value, type(value), tb)
+            publisher = self.publisher
+            (globalLogPublisher if publisher is None else publisher)(event)
+        except Exception:
+            self.handleError(record)
+
+
+def install_stdlib_bridge(
+    level: str = "info",
+    publisher: LogPublisher | Callable[[dict[str, Any]], None] | None = None,
+    root: logging.Logger | None = None,
+) -> Callable[[], None]:
+    """
+    Send the standard library's log records to twisted.logger, so that they
+    get the same format, level and request correlation.
+
+    Done by the twistd service when it starts, not when containerflare is
+    imported.  An app that configured C{logging} itself (the root logger has
+    handlers) keeps its own configuration: nothing is installed.
+
+    @param level: the configured level (C{config.log_level}); records below
+        it are dropped by C{logging} before any work.
+    @return: a function that removes the bridge again.
+    """
+    root = logging.getLogger() if root is None else root
+    if any(not isinstance(h, StdlibBridge) for h in root.handlers):
+        Logger(namespace=__name__).info(
+            "The app configured the logging module itself: its records are not bridged"
+        )
+        return lambda: None
+    if root.handlers:  # already bridged
+        return lambda: None
+    handler = StdlibBridge(publisher)
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(_TO_STDLIB_LEVEL[level])
+
+    def uninstall() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+    return uninstall

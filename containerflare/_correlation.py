@@ -1,0 +1,271 @@
+# -*- test-case-name: tests.test_logging_correlation -*-
+"""
+Which request is being handled right now, so that log events can carry its
+request id and trace without the request being passed around.
+
+How it works:
+
+  - L{ContainerResource.render} runs the app's resource inside
+    L{request_scope}: a L{ContextVar} holds the request (nothing is parsed).
+  - Synchronous code sees it directly, and so do coroutines started then:
+    L{Deferred.fromCoroutine} / L{ensureDeferred} copy the context.
+  - Plain L{Deferred} callbacks do B{not} run in the context they were added
+    in (Twisted 26.10 copies the context for coroutines only): a callback
+    added by a handler may fire later from the reactor (C{deferLater}, a
+    network reply) where the variable is unset.  L{install} therefore wraps
+    the callbacks added I{while a request is being handled} so that they run
+    with that request set again.  Callbacks added outside a request are
+    stored untouched; outside a request the cost is one context variable
+    read per C{addCallback}.
+  - The request id and trace are resolved from the request's metadata only
+    when a log event actually needs them (L{correlation_for}), once per
+    request.
+
+Known limits (documented in docs/logging.md): functions run in threads
+(C{deferToThread}) and raw C{reactor.callLater} calls do not carry the
+request; a long-lived background Deferred chain first started from inside a
+request keeps that request as its scope, like a task created in a request
+does with contextvars in asyncio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
+
+#: The request being handled in the current context, if any.
+_current: ContextVar[Any] = ContextVar("containerflare_request", default=None)
+
+current_request: Callable[[], Any] = _current.get
+"""
+The request being handled in this context, or L{None}.
+"""
+
+
+@contextmanager
+def request_scope(request: IRequest) -> Iterator[None]:
+    """
+    Run a block as part of handling C{request}: log events emitted in it,
+    and in the Deferred callbacks and coroutines it starts, are correlated
+    with the request.
+    """
+    token = _current.set(request)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def enter(request: IRequest) -> Any:
+    """
+    Make C{request} current; the cheap form of L{request_scope} for the hot
+    path.  Pass the returned token to L{leave}.
+    """
+    return _current.set(request)
+
+
+leave: Callable[[Any], None] = _current.reset
+
+
+@frozen
+class Correlation:
+    """
+    What ties a log event to a request.
+
+    @ivar request_id: the request's id (the platform's, or the trace id).
+    @ivar trace_id: the trace id (32 hex digits) or L{None}.
+    @ivar span_id: the span id as 16 hex digits, or L{None}.
+    @ivar sampled: whether the trace is sampled, or L{None} if unknown.
+    @ivar project_id: the Google Cloud project the trace belongs to, when
+        the request says so.
+    """
+
+    request_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    sampled: bool | None = None
+    project_id: str | None = None
+
+
+NO_CORRELATION = Correlation()
+
+#: Stored on the request while its correlation is being computed: an event
+#: logged by the metadata code itself must not recurse.
+_RESOLVING = Correlation()
+
+
+def correlation_for(request: IRequest) -> Correlation:
+    """
+    The correlation of a request, computed on first use and kept on it.
+
+    Never raises: a request whose metadata cannot be computed is logged
+    without correlation.
+    """
+    attrs = getattr(request, "__dict__", None)
+    if attrs is not None:
+        known = attrs.get("_cf_correlation")
+        if known is not None:
+            return known  # type: ignore[no-any-return]
+        attrs["_cf_correlation"] = _RESOLVING
+    try:
+        found = _resolve(request)
+    except Exception:
+        found = NO_CORRELATION
+    if attrs is not None:
+        attrs["_cf_correlation"] = found
+    return found
+
+
+def _resolve(request: IRequest) -> Correlation:
+    from containerflare._context import ContainerContext
+
+    metadata = ContainerContext.from_request(request).metadata
+    if not hasattr(metadata, "trace_context"):
+        # Until the metadata module carries the trace (interim only).
+        return _from_headers(request)
+    trace = metadata.trace_context
+    if trace is None:
+        return Correlation(request_id=metadata.request_id)
+    return Correlation(
+        request_id=metadata.request_id,
+        trace_id=trace.trace_id,
+        span_id=_hex_span(trace.span_id),
+        sampled=trace.sampled,
+        project_id=trace.project_id,
+    )
+
+
+def _from_headers(request: IRequest) -> Correlation:
+    header = request.getHeader(b"traceparent")
+    if header is not None:
+        parts = header.decode("latin-1").strip().split("-")
+        if len(parts) >= 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            trace_id = parts[1].lower()
+            return Correlation(
+                request_id=trace_id,
+                trace_id=trace_id,
+                span_id=parts[2].lower(),
+                sampled=bool(int(parts[3][:2], 16) & 1),
+            )
+    header = request.getHeader(b"x-cloud-trace-context")
+    if header is not None:
+        text = header.decode("latin-1").strip()
+        trace_id, _, rest = text.partition("/")
+        span, _, options = rest.partition(";")
+        if len(trace_id) == 32:
+            return Correlation(
+                request_id=trace_id.lower(),
+                trace_id=trace_id.lower(),
+                span_id=_hex_span(span) if span else None,
+                sampled=True if options == "o=1" else False if options == "o=0" else None,
+            )
+    ray = request.getHeader(b"cf-ray")
+    return Correlation(request_id=None if ray is None else ray.decode("latin-1"))
+
+
+def _hex_span(span: str | None) -> str | None:
+    # Cloud Logging wants 16 hex digits; X-Cloud-Trace-Context carries the
+    # span id in decimal.  A 16-character value is taken as hex already.
+    if span is None or len(span) == 16:
+        return span
+    if span.isdigit():
+        value = int(span)
+        if value < 2**64:
+            return f"{value:016x}"
+    return span
+
+
+# Deferred support -----------------------------------------------------------
+
+_originals: dict[str, Any] = {}
+
+
+def _bind(function: Any, request: Any) -> Any:
+    if not callable(function):
+        return function
+
+    def in_request(*args: Any, **kwargs: Any) -> Any:
+        if _current.get() is request:
+            return function(*args, **kwargs)
+        token = _current.set(request)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    in_request.__wrapped__ = function  # type: ignore[attr-defined]
+    return in_request
+
+
+def install() -> None:
+    """
+    Make Deferred callbacks added while a request is handled run with that
+    request current (see the module docstring).  Idempotent; done by
+    L{ContainerResource} when it is created.
+    """
+    if _originals:
+        return
+    add_callbacks = Deferred.addCallbacks
+    add_callback = Deferred.addCallback
+    add_errback = Deferred.addErrback
+    add_both = Deferred.addBoth
+
+    def addCallbacks(  # noqa: N802
+        self: Deferred[Any], callback: Any, errback: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        request = _current.get()
+        if request is not None:
+            callback = _bind(callback, request)
+            if errback is not None:
+                errback = _bind(errback, request)
+        return add_callbacks(self, callback, errback, *args, **kwargs)
+
+    def addCallback(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        request = _current.get()
+        if request is not None:
+            callback = _bind(callback, request)
+        return add_callback(self, callback, *args, **kwargs)
+
+    def addErrback(self: Deferred[Any], errback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        request = _current.get()
+        if request is not None:
+            errback = _bind(errback, request)
+        return add_errback(self, errback, *args, **kwargs)
+
+    def addBoth(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        request = _current.get()
+        if request is not None:
+            callback = _bind(callback, request)
+        return add_both(self, callback, *args, **kwargs)
+
+    for name, original, patched in (
+        ("addCallbacks", add_callbacks, addCallbacks),
+        ("addCallback", add_callback, addCallback),
+        ("addErrback", add_errback, addErrback),
+        ("addBoth", add_both, addBoth),
+    ):
+        patched.__doc__ = original.__doc__
+        patched.__wrapped__ = original  # type: ignore[attr-defined]
+        _originals[name] = original
+        setattr(Deferred, name, patched)
+
+
+def uninstall() -> None:
+    """
+    Undo L{install} (for tests).
+    """
+    for name, original in _originals.items():
+        setattr(Deferred, name, original)
+    _originals.clear()
+
+
+def installed() -> bool:
+    return bool(_originals)
