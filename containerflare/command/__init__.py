@@ -1,53 +1,58 @@
 """
-The host command channel (placeholder until the command issue lands).
+The host command channel: a standalone Twisted client that sends commands
+(C{kv.get}, C{d1.query}, ...) to a host over stdio, TCP, UNIX sockets or
+HTTP and returns Deferreds.  It imports nothing from the web side (no Klein,
+no C{twisted.web.server}); treq is loaded only for HTTP endpoints.
+
+    endpoint = CommandEndpoint.parse("tcp://127.0.0.1:7878")
+    client = await CommandClient.connect(endpoint)
+    value = await client.invoke("kv.get", {"binding": "KV", "key": "hits"})
+    value = await client.kv("KV").get("hits")
+
+The commands and their payloads are specified in C{docs/commands.md}.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-from twisted.internet.defer import Deferred, fail, succeed
-
-
-class CommandError(Exception):
-    pass
-
-
-class Unavailable(CommandError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class CommandEndpoint:
-    pass
-
-
-class CommandClient:
-    def __init__(self, reason: str) -> None:
-        self._reason = reason
-
-    @classmethod
-    def unavailable(cls, reason: str) -> "CommandClient":
-        return cls(reason)
-
-    def invoke(self, command: str, payload: Any = None, *, timeout: float | None = None) -> Deferred[Any]:
-        return fail(Unavailable(self._reason))
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
-
-
-def _parse(text: str) -> CommandEndpoint:
-    return CommandEndpoint()
-
-
-def _default(platform: str, *, stdin_is_tty: bool = False) -> CommandEndpoint:
-    return CommandEndpoint()
-
-
-CommandEndpoint.parse = staticmethod(_parse)  # type: ignore[attr-defined]
-CommandEndpoint.default = staticmethod(_default)  # type: ignore[attr-defined]
-CommandClient.for_endpoint = classmethod(  # type: ignore[attr-defined]
-    lambda cls, endpoint, *, reactor=None, timeout=30.0: cls("command channel not built yet")
+from containerflare.command._bindings import (
+    D1,
+    KV,
+    R2,
+    KVValue,
+    Queue,
+    QueueMessage,
+    R2Object,
 )
+from containerflare.command._client import DEFAULT_TIMEOUT, CommandClient
+from containerflare.command._endpoint import CommandEndpoint
+from containerflare.command._errors import (
+    CommandError,
+    CommandFailure,
+    CommandTimeout,
+    ProtocolError,
+    TransportClosed,
+    Unavailable,
+)
+from containerflare.command._messages import CommandRequest, CommandResponse
+from containerflare.command._protocol import DEFAULT_MAX_LINE, CommandProtocol
+
+__all__ = [
+    "D1",
+    "DEFAULT_MAX_LINE",
+    "DEFAULT_TIMEOUT",
+    "KV",
+    "R2",
+    "CommandClient",
+    "CommandEndpoint",
+    "CommandError",
+    "CommandFailure",
+    "CommandProtocol",
+    "CommandRequest",
+    "CommandResponse",
+    "CommandTimeout",
+    "KVValue",
+    "ProtocolError",
+    "Queue",
+    "QueueMessage",
+    "R2Object",
+    "TransportClosed",
+    "Unavailable",
+]
