@@ -102,6 +102,12 @@ class ContainerService(Service):
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        if self.log_observer is not None:
+            # This service owns the process's logging: the logging module's
+            # records go the same way (format, level, request correlation).
+            from containerflare._logging import install_stdlib_bridge
+
+            install_stdlib_bridge(self.config.log_level)
         reactor = self.reactor
         client = _build_command_client(self.config, self.command_endpoint, reactor)
         self.runtime = Runtime(self.config, client, reactor)

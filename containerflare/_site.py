@@ -18,6 +18,9 @@ from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from containerflare._context import Runtime, attach
+from containerflare._correlation import current_request, enter, leave
+from containerflare._correlation import install as install_correlation
+from containerflare._logging import log_access
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
@@ -36,6 +39,9 @@ class ContainerResource:
     def __init__(self, wrapped: IResource, runtime: Runtime) -> None:
         self.wrapped = wrapped
         self.runtime = runtime
+        # Deferred callbacks added while a request is handled keep its log
+        # correlation (see containerflare._correlation).
+        install_correlation()
 
     @property
     def isLeaf(self) -> bool:  # noqa: N802 (Twisted's name)
@@ -50,7 +56,13 @@ class ContainerResource:
 
     def render(self, request: IRequest) -> Any:
         attach(request, self.runtime)
-        return self.wrapped.render(request)
+        if current_request() is request:  # ContainerSite set it already
+            return self.wrapped.render(request)
+        token = enter(request)
+        try:
+            return self.wrapped.render(request)
+        finally:
+            leave(token)
 
 
 class _Channel(HTTPChannel):
@@ -79,13 +91,20 @@ class _Request(Request):
 
     _cf_site: ContainerSite | None = None
     _cf_channel: _Channel | None = None
+    _cf_started: float | None = None
 
     def process(self) -> None:
         channel = cast(_Channel, self.channel)
         self._cf_channel = channel
         self._cf_site = site = channel.site
+        self._cf_started = site._clock.seconds()
         site._request_started(self)
-        super().process()
+        # Log events from traversal and rendering carry this request.
+        token = enter(self)
+        try:
+            super().process()
+        finally:
+            leave(token)
 
     def finish(self) -> None:
         try:
@@ -133,7 +152,7 @@ class ContainerSite(Site):
 
     def log(self, request: http.Request) -> None:
         if self.access_log:
-            super().log(request)
+            log_access(request, getattr(request, "_cf_started", None), self._clock.seconds())
 
     @property
     def inflight(self) -> int:
