@@ -93,9 +93,11 @@ def _ratios(results: dict) -> dict[str, dict]:
     cold = results.get("cold")
     if cold:
         s = cold["seconds"]
-        for x, y in [("c", "b"), ("c", "e"), ("b", "e")]:
+        for x, y in [("c", "b"), ("t", "b"), ("c", "t"), ("c", "e"), ("b", "e")]:
             if x in s and y in s:
                 ratios[f"cold.{x}/{y}"] = {"median": statistics.median(s[x]) / statistics.median(s[y])}
+                cpu = cold["cpu_seconds"]
+                ratios[f"cold.cpu.{x}/{y}"] = {"median": statistics.median(cpu[x]) / statistics.median(cpu[y])}
     command = results.get("command")
     if command:
         runs = command["runs"]
@@ -147,9 +149,11 @@ def _markdown(results: dict) -> str:
         lines.append("")
     cold = results.get("cold")
     if cold:
-        lines += ["| cold start, launch to first 200 | median s | min s | max s | runs |", "|---|---:|---:|---:|---:|"]
+        lines += ["| cold start, launch to first 200 | median s | min s | max s | CPU s to first 200 (median) | runs |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for key, s in cold["seconds"].items():
-            lines.append(f"| ({key}) {SERVERS[key].label} | {_med(s):.3f} | {min(s):.3f} | {max(s):.3f} | {len(s)} |")
+            lines.append(f"| ({key}) {SERVERS[key].label} | {_med(s):.3f} | {min(s):.3f} | {max(s):.3f} | "
+                         f"{_med(cold['cpu_seconds'][key]):.2f} | {len(s)} |")
         lines.append("")
     command = results.get("command")
     if command:
@@ -189,7 +193,7 @@ def main() -> None:
     parser.add_argument("--servers", default="a,b,c,d,e,b_str",
                         help="servers to load, among a,b,c,d,e,b_str")
     parser.add_argument("--cold-runs", type=int, default=7, help="cold starts per server (default 7)")
-    parser.add_argument("--cold-servers", default="b,c,e")
+    parser.add_argument("--cold-servers", default="b,t,c,e")
     parser.add_argument("--command-duration", type=float, default=2.0)
     parser.add_argument("--in-flight", default="1,64")
     parser.add_argument("--only", default="http,cold,command",
@@ -211,7 +215,7 @@ def main() -> None:
 
     results: dict = {
         "date": started.isoformat(timespec="seconds"),
-        "command": "bench/run.sh " + " ".join(sys.argv[1:]),
+        "invocation": "bench/run.sh " + " ".join(sys.argv[1:]),
         "git": _git(),
         "machine": _machine(),
         "versions": _versions(),

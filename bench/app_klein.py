@@ -46,3 +46,11 @@ def make_app(read_metadata: bool, as_str: bool = False) -> Klein:
 
 def containerflare_app() -> Klein:
     return make_app(read_metadata=True)
+
+
+def bare_resource():
+    """
+    The bare app's resource, for C{twistd web --class} (cold start of twistd
+    itself).
+    """
+    return make_app(read_metadata=False).resource()

@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--command", default="bench.echo")
+    parser.add_argument("--command", default="ping")
     parser.add_argument("--payload", default='{"key":"bench","value":"' + "x" * 64 + '"}')
     args = parser.parse_args()
     react(lambda reactor: Deferred.fromCoroutine(_main(reactor, args)))
