@@ -7,6 +7,7 @@ Public names only; the code lives in private modules.
 
 from containerflare._context import ContainerContext
 from containerflare._environ import ConfigError, RuntimeConfig
+from containerflare._lifecycle import HookTimeout, Lifecycle, Readiness, StartupFailed
 from containerflare._metadata import (
     MAX_HEADER_BYTES,
     METADATA_HEADER,
@@ -24,6 +25,7 @@ from containerflare._platforms import (
     GenericPlatform,
     GenericProvider,
 )
+from containerflare._streaming import stream
 from containerflare._trust import SIGNATURE_HEADER, SIGNATURE_MAX_AGE, sign_metadata
 from containerflare.interfaces import IContainerContext, IMetadataProvider, IPlatform
 
@@ -43,11 +45,16 @@ __all__ = [
     "ContainerContext",
     "GenericPlatform",
     "GenericProvider",
+    "HookTimeout",
     "IContainerContext",
     "IMetadataProvider",
     "IPlatform",
+    "Lifecycle",
+    "Readiness",
     "RequestMetadata",
     "RuntimeConfig",
+    "StartupFailed",
     "TraceContext",
     "sign_metadata",
+    "stream",
 ]

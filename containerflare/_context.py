@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
+    from containerflare._lifecycle import Readiness
     from containerflare._metadata import RequestMetadata
     from containerflare._platforms import Platform
     from containerflare.command import CommandClient
@@ -40,7 +41,7 @@ class Runtime:
         config: RuntimeConfig,
         command_client: CommandClient,
         clock: IReactorTime,
-        readiness: Any = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.config = config
         self.command_client = command_client
@@ -105,6 +106,15 @@ class ContainerContext:
                 self._request, config, self._runtime.clock.seconds()
             )
         return metadata
+
+    @property
+    def readiness(self) -> Readiness | None:
+        """
+        The process's L{Readiness} (C{.state}: starting, ready, stopping,
+        failed), or L{None} outside C{twistd containerflare}.  A handler that
+        streams for long can end early once C{.state} is C{stopping}.
+        """
+        return self._runtime.readiness
 
     @property
     def command_client(self) -> CommandClient:

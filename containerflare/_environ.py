@@ -37,6 +37,7 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     ("CONTAINERFLARE_TRUSTED_HOPS", "proxies appending to X-Forwarded-For on Cloud Run; default 1"),
     ("CONTAINERFLARE_LOG_FORMAT", "text or json; default json on Cloud Run, text elsewhere"),
     ("CONTAINERFLARE_LOG_LEVEL", "debug, info, warn or error; default info"),
+    ("CONTAINERFLARE_HEALTH_PATH", "built-in readiness check path, e.g. /healthz; --health-path wins"),
     ("CLOUDFLARE_APPLICATION_ID", "set by Cloudflare in a container"),
     ("CLOUDFLARE_DURABLE_OBJECT_ID", "set by Cloudflare in a container"),
     ("CLOUDFLARE_LOCATION", "set by Cloudflare: the container's location"),

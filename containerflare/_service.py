@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
@@ -19,10 +19,12 @@ from twisted.web.resource import IResource
 
 from containerflare._context import Runtime
 from containerflare._environ import RuntimeConfig
+from containerflare._lifecycle import Lifecycle, Readiness, StartupFailed, check_health_path
 from containerflare._site import ContainerResource, ContainerSite
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IListeningPort
+    from twisted.python.failure import Failure
 
 _log = Logger()
 
@@ -53,6 +55,7 @@ class ContainerService(Service):
 
     @ivar site: the L{ContainerSite}, once started.
     @ivar port: the listening port, once listening.
+    @ivar exit_status: 0, or 1 once a start-up hook failed.
     """
 
     name = "containerflare"
@@ -68,6 +71,8 @@ class ContainerService(Service):
         access_log: bool = True,
         log_observer: ILogObserver | None = None,
         reactor: Any = None,
+        lifecycle: Lifecycle | None = None,
+        health_path: str | None = None,
     ) -> None:
         self.resource = resource
         self.config = config
@@ -80,6 +85,10 @@ class ContainerService(Service):
         self.runtime: Runtime | None = None
         self.site: ContainerSite | None = None
         self.port: IListeningPort | None = None
+        self.lifecycle = lifecycle
+        self.health_path = check_health_path(health_path) if health_path else None
+        self.exit_status = 0
+        self._starting: Deferred[None] | None = None
 
     @property
     def reactor(self) -> Any:
@@ -110,9 +119,12 @@ class ContainerService(Service):
             install_stdlib_bridge(self.config.log_level)
         reactor = self.reactor
         client = _build_command_client(self.config, self.command_endpoint, reactor)
-        self.runtime = Runtime(self.config, client, reactor)
+        # The port binds at once (the platform's probe sees it); requests get
+        # a 503 until the start-up hooks are done.
+        readiness = Readiness()
+        self.runtime = Runtime(self.config, client, reactor, readiness)
         self.site = ContainerSite(
-            ContainerResource(self.resource, self.runtime),
+            ContainerResource(self.resource, self.runtime, health_path=self.health_path),
             clock=reactor,
             access_log=self.access_log,
         )
@@ -122,6 +134,44 @@ class ContainerService(Service):
         if failures:
             # TCP and UNIX ports bind synchronously: fail start-up loudly.
             failures[0].raiseException()
+        self._start_hooks(readiness)
+
+    def _start_hooks(self, readiness: Readiness) -> None:
+        lifecycle = self.lifecycle
+        if lifecycle is None or not lifecycle.startup_hooks:
+            readiness.mark_ready()
+            return
+        lifecycle.runtime = self.runtime
+        self._starting = starting = lifecycle.startup(self.reactor)
+
+        def started(_: None) -> None:
+            self._starting = None
+            readiness.mark_ready()
+            _log.info("containerflare ready: start-up hooks done")
+
+        def failed(reason: Failure) -> None:
+            self._starting = None
+            if reason.check(CancelledError):
+                return  # stopped while starting: not a failure
+            readiness.mark_failed()
+            self.exit_status = 1
+            cause = reason.value.reason if isinstance(reason.value, StartupFailed) else reason
+            _log.failure("Start-up failed", cause)
+            _log.critical(
+                "containerflare: {message}; not serving, exiting with status 1",
+                message=str(reason.value),
+            )
+            self.reactor.callWhenRunning(self._stop_reactor)
+
+        starting.addCallbacks(started, failed)
+
+    def _stop_reactor(self) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
@@ -133,6 +183,10 @@ class ContainerService(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()
+        if self.runtime is not None and self.runtime.readiness is not None:
+            self.runtime.readiness.mark_stopping()
+        if self._starting is not None:
+            self._starting.cancel()
         d: Deferred[Any] = succeed(None)
         if self.port is not None:
             port, self.port = self.port, None
@@ -140,6 +194,11 @@ class ContainerService(Service):
         site = self.site
         if site is not None:
             d.addCallback(lambda _: site.drain(self.grace))
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.shutdown_hooks:
+            # After the drain, before the command channel closes: hooks may
+            # still talk to the host.  Never fails; each hook is bounded.
+            d.addCallback(lambda _: lifecycle.shutdown(self.reactor))
         runtime = self.runtime
         if runtime is not None:
             d.addCallback(lambda _: runtime.command_client.close())

@@ -20,6 +20,7 @@ from zope.interface import implementer
 from containerflare._context import Runtime, attach
 from containerflare._correlation import current_request, enter, leave
 from containerflare._correlation import install as install_correlation
+from containerflare._lifecycle import gate
 from containerflare._logging import log_access
 
 if TYPE_CHECKING:
@@ -33,12 +34,17 @@ _log = Logger()
 class ContainerResource:
     """
     Wraps the app's resource, transparently, and attaches the runtime to each
-    request on its way in.
+    request on its way in.  While the runtime is not ready (start-up hooks
+    running) requests get a 503 instead; C{health_path} (bytes) is answered
+    by the built-in health check.
     """
 
-    def __init__(self, wrapped: IResource, runtime: Runtime) -> None:
+    def __init__(
+        self, wrapped: IResource, runtime: Runtime, *, health_path: bytes | None = None
+    ) -> None:
         self.wrapped = wrapped
         self.runtime = runtime
+        self.health_path = health_path
         # Deferred callbacks added while a request is handled keep its log
         # correlation (see containerflare._correlation).
         install_correlation()
@@ -48,6 +54,9 @@ class ContainerResource:
         return bool(getattr(self.wrapped, "isLeaf", False))
 
     def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:  # noqa: N802
+        gated = gate(self.runtime.readiness, self.health_path, request)
+        if gated is not None:
+            return gated
         attach(request, self.runtime)
         return self.wrapped.getChildWithDefault(name, request)
 
@@ -55,6 +64,9 @@ class ContainerResource:
         self.wrapped.putChild(path, child)
 
     def render(self, request: IRequest) -> Any:
+        gated = gate(self.runtime.readiness, self.health_path, request)
+        if gated is not None:
+            return gated.render(request)
         attach(request, self.runtime)
         if current_request() is request:  # ContainerSite set it already
             return self.wrapped.render(request)
@@ -147,6 +159,8 @@ class ContainerSite(Site):
         self._clock = clock
         self._channels: set[_Channel] = set()
         self._inflight: set[_Request] = set()
+        # Connections taken over from HTTP (WebSockets): see upgraded().
+        self._upgraded: set[Any] = set()
         self._draining = False
         self._drained: list[Deferred[None]] = []
 
@@ -183,10 +197,37 @@ class ContainerSite(Site):
         self._channels.discard(channel)
         self._check_drained()
 
+    def upgraded(self, request: _Request, connection: Any) -> None:
+        """
+        C{request}'s connection now speaks another protocol (a WebSocket):
+        it is no longer an HTTP request in flight, but the drain still waits
+        for it.  C{connection} has C{go_away()} (start a clean close, e.g.
+        a 1001 close frame), C{abort()}, and C{closed}, a L{Deferred} that
+        fires once the connection is lost.
+        """
+        self._inflight.discard(request)
+        if request._cf_channel is not None:
+            self._channels.discard(request._cf_channel)
+        self._upgraded.add(connection)
+
+        def closed(_: object) -> None:
+            self._upgraded.discard(connection)
+            self._check_drained()
+
+        connection.closed.addBoth(closed)
+        if self._draining and connection in self._upgraded:
+            connection.go_away()
+
     def _check_drained(self) -> None:
         # Drained means every response is written *and* flushed: the reactor
         # drops open connections without flushing them once shutdown goes on.
-        if self._draining and not self._inflight and not self._channels and self._drained:
+        if (
+            self._draining
+            and not self._inflight
+            and not self._channels
+            and not self._upgraded
+            and self._drained
+        ):
             drained, self._drained = self._drained, []
             for d in drained:
                 d.callback(None)
@@ -212,8 +253,10 @@ class ContainerSite(Site):
         for request in self._inflight:
             if not request.startedWriting:
                 request.setHeader(b"connection", b"close")
+        for connection in list(self._upgraded):
+            connection.go_away()
 
-        if not self._inflight and not self._channels:
+        if not self._inflight and not self._channels and not self._upgraded:
             return succeed(None)
 
         _log.info(
@@ -244,6 +287,9 @@ class ContainerSite(Site):
         for channel in channels:
             if channel.transport is not None:
                 cast("ITCPTransport", channel.transport).abortConnection()
+        for connection in list(self._upgraded):
+            connection.abort()
+        self._upgraded.clear()
         # abortConnection reports connectionLost later: do not wait for it.
         self._inflight.clear()
         self._channels.clear()

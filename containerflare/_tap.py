@@ -111,6 +111,9 @@ class Options(usage.Options):
          "CF_CMD_ENDPOINT: stdio, tcp://HOST:PORT, unix:///PATH, http(s)://HOST/PATH, disabled."],
         ["grace", "g", DEFAULT_GRACE, "Seconds in-flight requests get to finish on "
          "SIGTERM/SIGINT before their connections are cut.", float],
+        ["health-path", None, None, "Answer this path (e.g. /healthz) with the built-in "
+         "readiness check: 200 once start-up hooks are done, else 503. Overrides "
+         "CONTAINERFLARE_HEALTH_PATH."],
     ]
     optFlags = [
         ["no-access-log", None, "Do not log one line per request."],
@@ -157,6 +160,22 @@ class Options(usage.Options):
             except ValueError as e:
                 raise usage.UsageError(f"--command-endpoint: {e}") from None
         self["resource"] = load_app(self["app"])
+        self._lifecycle_options()
+
+    def _lifecycle_options(self) -> None:
+        from containerflare._lifecycle import check_health_path, find_lifecycle
+
+        config: RuntimeConfig = self["config"]
+        source = "--health-path"
+        if not self["health-path"]:
+            self["health-path"] = config.environ.get("CONTAINERFLARE_HEALTH_PATH") or None
+            source = "CONTAINERFLARE_HEALTH_PATH"
+        if self["health-path"]:
+            try:
+                check_health_path(self["health-path"])
+            except ValueError as e:
+                raise usage.UsageError(f"{source}: {e}") from None
+        self["lifecycle"] = find_lifecycle(self["app"], self["resource"])
 
 
 def makeService(options: Options) -> ContainerService:  # noqa: N802
@@ -166,7 +185,7 @@ def makeService(options: Options) -> ContainerService:  # noqa: N802
     from containerflare._logging import make_observer
 
     config: RuntimeConfig = options["config"]
-    return ContainerService(
+    service = ContainerService(
         options["resource"],
         config,
         endpoint=options["endpoint"],
@@ -174,4 +193,22 @@ def makeService(options: Options) -> ContainerService:  # noqa: N802
         grace=options["grace"],
         access_log=not options["no-access-log"],
         log_observer=make_observer(config),
+        lifecycle=options.get("lifecycle"),
+        health_path=options.get("health-path"),
     )
+    _exit_with_status(service)
+    return service
+
+
+def _exit_with_status(service: ContainerService) -> None:
+    # twistd has no way to exit non-zero once the reactor ran: after a failed
+    # start-up hook, end the process with the service's status at exit.
+    import atexit
+
+    def exit_status() -> None:
+        if service.exit_status:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(service.exit_status)
+
+    atexit.register(exit_status)
