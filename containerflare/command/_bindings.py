@@ -170,8 +170,7 @@ def _statement(statement: Statement) -> dict[str, Any]:
     if isinstance(statement, Mapping):
         return {"sql": statement["sql"], "params": list(statement.get("params", ()))}
     if isinstance(statement, Sequence) and len(statement) == 2:
-        sql, params = statement
-        return {"sql": sql, "params": list(params)}
+        return {"sql": statement[0], "params": list(statement[1])}
     raise TypeError(f"not a statement: {statement!r:.80}")
 
 

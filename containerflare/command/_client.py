@@ -237,9 +237,7 @@ class _LineTransport:
             if proto is not None:
                 proto.fail_all(error)
             self._closing = _bounded(self._shutdown(), self.clock, CLOSE_GRACE, self._abort)
-        result: Deferred[None] = Deferred()
-        self._closing.addBoth(lambda r: (result.callback(None), r)[1])
-        return result
+        return _follow(self._closing)
 
     def _shutdown(self) -> Deferred[Any]:
         raise NotImplementedError()
@@ -363,6 +361,21 @@ class ReconnectingTransport(_LineTransport):
 
     def _shutdown(self) -> Deferred[Any]:
         return self.service.stopService()  # type: ignore[no-any-return]
+
+
+def _follow(d: Deferred[None]) -> Deferred[None]:
+    """
+    A new Deferred that fires with L{None} when C{d} fires (so that several
+    callers can wait for one close).
+    """
+    result: Deferred[None] = Deferred()
+
+    def fire(outcome: object) -> object:
+        result.callback(None)
+        return outcome
+
+    d.addBoth(fire)
+    return result
 
 
 def _bounded(

@@ -24,7 +24,7 @@ from zope.interface import implementer
 import treq
 from treq.client import HTTPClient
 
-from containerflare.command._client import CLOSE_GRACE, ICommandTransport, _bounded
+from containerflare.command._client import CLOSE_GRACE, ICommandTransport, _bounded, _follow
 from containerflare.command._errors import ProtocolError, TransportClosed
 from containerflare.command._messages import CommandRequest, CommandResponse, _preview
 
@@ -147,9 +147,7 @@ class HTTPTransport:
             self._closing = _bounded(
                 self._pool.closeCachedConnections(), self.clock, CLOSE_GRACE, lambda: None
             )
-        result: Deferred[None] = Deferred()
-        self._closing.addBoth(lambda r: (result.callback(None), r)[1])
-        return result
+        return _follow(self._closing)
 
 
 async def _none() -> None:

@@ -31,7 +31,7 @@ class CommandRequest:
         C{dict}).
     """
 
-    command: str = field(validator=[validators.instance_of(str), validators.min_len(1)])
+    command: str = field(validator=validators.and_(validators.instance_of(str), validators.min_len(1)))
     payload: Any = None
 
     def to_dict(self, id: int | None = None) -> dict[str, Any]:

@@ -114,7 +114,7 @@ class CommandProtocol(LineReceiver):
         Whether requests can be written now.
         """
         return (
-            self.connected
+            bool(self.connected)
             and self._lost is None
             and self.transport is not None
             and not getattr(self.transport, "disconnecting", False)
