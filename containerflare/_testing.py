@@ -30,7 +30,9 @@ from twisted.web.iweb import IAgent, IBodyProducer
 from twisted.web.resource import IResource
 from zope.interface import implementer
 
+from containerflare import _metadata, _trust
 from containerflare._context import Runtime
+from containerflare._lifecycle import Lifecycle, Readiness, check_health_path
 from containerflare._environ import RuntimeConfig
 from containerflare._site import ContainerResource
 from containerflare.command._client import CommandClient, ReconnectingTransport
@@ -39,17 +41,16 @@ from containerflare.command._messages import CommandRequest, CommandResponse, _i
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
-    from twisted.internet.protocol import Factory
+    from twisted.internet.interfaces import IProtocolFactory
+    from treq.response import _Response as TreqResponse
     from twisted.web.iweb import IResponse
 
     from containerflare._metadata import RequestMetadata
 
 _log = Logger()
 
-#: The request header carrying the Worker's metadata JSON.
-METADATA_HEADER = b"x-containerflare-metadata"
-#: The request header carrying its signature.
-SIGNATURE_HEADER = b"x-containerflare-signature"
+_METADATA = _metadata.METADATA_HEADER.encode("ascii")
+_SIGNATURE = _trust.SIGNATURE_HEADER.encode("ascii")
 
 #: The base URL of requests given as a path only.
 DEFAULT_BASE_URL = "http://container.test"
@@ -214,7 +215,7 @@ class _HostEndpoint:
     def __init__(self, host: FakeHost) -> None:
         self._host = host
 
-    def connect(self, factory: Factory) -> Deferred[IProtocol]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         addr = IPv4Address("TCP", "127.0.0.1", 7878)
         protocol = factory.buildProtocol(addr)
         if protocol is None:
@@ -452,16 +453,14 @@ class _MetadataAgent:
         self._stub._next_metadata = _DEFAULT
         if metadata is _DEFAULT:
             metadata = self._stub.metadata
-        if not headers.hasHeader(METADATA_HEADER):
+        if not headers.hasHeader(_METADATA):
             value = encode_metadata(metadata)
             if value is not None:
-                headers.setRawHeaders(METADATA_HEADER, [value])
+                headers.setRawHeaders(_METADATA, [value])
                 secret = self._stub.secret
-                if secret is not None and self._stub.sign and not headers.hasHeader(SIGNATURE_HEADER):
-                    from containerflare._trust import sign_metadata
-
-                    signature = sign_metadata(value, secret, self._stub.clock.seconds())
-                    headers.setRawHeaders(SIGNATURE_HEADER, [signature.encode("ascii")])
+                if secret is not None and self._stub.sign and not headers.hasHeader(_SIGNATURE):
+                    signature = _trust.sign_metadata(value, secret, self._stub.clock.seconds())
+                    headers.setRawHeaders(_SIGNATURE, [signature.encode("ascii")])
         return self._agent.request(method, uri, headers, bodyProducer)
 
 
@@ -560,6 +559,8 @@ class StubContainer:
         clock: Clock | None = None,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 30.0,
+        lifecycle: Lifecycle | None = None,
+        health_path: str | None = None,
     ) -> None:
         """
         @param app: a C{klein.Klein}, or any L{IResource}.
@@ -580,6 +581,12 @@ class StubContainer:
             when omitted).
         @param base_url: what paths given alone (C{"/kv/x"}) are relative to.
         @param timeout: the command client's default timeout, in seconds.
+        @param lifecycle: the app's L{Lifecycle}, when it has start-up or
+            shutdown hooks: requests get the runtime's C{503} until
+            L{start} has run the start-up hooks, and L{close} runs the
+            shutdown hooks.
+        @param health_path: the built-in health check's path
+            (C{--health-path}), e.g. C{"/healthz"}.
         """
         env = dict(environ or {})
         if platform is not None:
@@ -610,12 +617,22 @@ class StubContainer:
             client = CommandClient.unavailable(endpoint.reason or "the command channel is disabled")
         else:
             client = self.host.client(clock, timeout=timeout)
-        self.runtime = Runtime(self.config, client, clock)
+        self.lifecycle = lifecycle
+        readiness = Readiness()
+        if lifecycle is None or not lifecycle.startup_hooks:
+            readiness.mark_ready()
+        self.runtime = Runtime(self.config, client, clock, readiness)
+        if lifecycle is not None:
+            lifecycle.runtime = self.runtime
 
         from treq.client import HTTPClient
         from treq.testing import RequestTraversalAgent
 
-        self.resource = ContainerResource(_as_resource(app), self.runtime)
+        self.resource = ContainerResource(
+            _as_resource(app),
+            self.runtime,
+            health_path=None if health_path is None else check_health_path(health_path),
+        )
         self._agent = RequestTraversalAgent(self.resource)
         self._http = HTTPClient(
             agent=_MetadataAgent(self._agent, self), data_to_body_producer=_BytesProducer
@@ -628,11 +645,47 @@ class StubContainer:
         """
         return self.runtime.command_client
 
+    @property
+    def readiness(self) -> Readiness:
+        """
+        The runtime's readiness (C{.state}: starting, ready, stopping,
+        failed).
+        """
+        readiness = self.runtime.readiness
+        assert readiness is not None
+        return readiness
+
+    def start(self) -> None:
+        """
+        Run the lifecycle's start-up hooks (with L{clock} for their
+        timeouts), flushing so that hooks talking to the host finish; the
+        app then serves requests.
+
+        @raise containerflare.StartupFailed: a hook failed (the app stays
+            unready, as under twistd).
+        @raise NotFinished: a hook still waits for something flushing does
+            not drive (advance L{clock} and call L{flush}).
+        """
+        lifecycle = self.lifecycle
+        readiness = self.readiness
+        if lifecycle is None or not lifecycle.startup_hooks:
+            readiness.mark_ready()
+            return
+        outcome: list[Any] = []
+        lifecycle.startup(self.clock).addBoth(outcome.append)
+        self.flush()
+        if not outcome:
+            raise NotFinished("the start-up hooks did not finish")
+        if isinstance(outcome[0], Failure):
+            readiness.mark_failed()
+            outcome[0].raiseException()
+        readiness.mark_ready()
+
     # -- requests, treq style (Deferreds)
 
     def request(
         self, method: str, url: str, *, metadata: Metadata = _DEFAULT, **kwargs: Any
-    ) -> Deferred[IResponse]:
+    ) -> Deferred[TreqResponse]:
         """
         Make a request, like C{treq.request}; call L{flush} for it to
         progress, or use L{fetch}.
@@ -654,22 +707,22 @@ class StubContainer:
         self.flush()
         return d
 
-    def get(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def get(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("GET", url, **kwargs)
 
-    def head(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def head(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("HEAD", url, **kwargs)
 
-    def post(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def post(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("POST", url, **kwargs)
 
-    def put(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def put(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("PUT", url, **kwargs)
 
-    def patch(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def patch(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("PATCH", url, **kwargs)
 
-    def delete(self, url: str, **kwargs: Any) -> Deferred[IResponse]:
+    def delete(self, url: str, **kwargs: Any) -> Deferred[TreqResponse]:
         return self.request("DELETE", url, **kwargs)
 
     # -- requests, synchronous
@@ -725,13 +778,21 @@ class StubContainer:
 
     def close(self) -> None:
         """
-        Close the command client, as C{twistd containerflare} does on
-        shutdown, and flush; afterwards no timer is left on L{clock}.
+        Shut down as C{twistd containerflare} does after the drain: run the
+        lifecycle's shutdown hooks, then close the command client, and
+        flush; afterwards no timer is left on L{clock}.
         """
-        done = self.command_client.close()
+        self.readiness.mark_stopping()
+        outcome: list[Any] = []
+        d: Deferred[Any] = succeed(None)
+        lifecycle = self.lifecycle
+        if lifecycle is not None and lifecycle.shutdown_hooks:
+            d.addCallback(lambda _: lifecycle.shutdown(self.clock))
+        d.addCallback(lambda _: self.command_client.close())
+        d.addBoth(outcome.append)
         self.flush()
-        if not done.called:
-            raise NotFinished("the command client did not close")
+        if not outcome:
+            raise NotFinished("the shutdown hooks or the command client did not finish")
 
 
 def _as_resource(app: Any) -> IResource:

@@ -440,3 +440,60 @@ class StubContainerTrialTests(SynchronousTestCase):
     def test_fetch(self) -> None:
         stub = StubContainer(APP, platform="cloud_run", metadata={"colo": "X"}, secret="k")
         self.assertEqual(stub.fetch("GET", "/").json()["metadata"]["colo"], "X")
+
+
+# -- lifecycle -------------------------------------------------------------------
+
+
+def test_lifecycle_start_and_close() -> None:
+    from containerflare._lifecycle import Lifecycle
+
+    lifecycle = Lifecycle()
+    events: list[str] = []
+
+    @lifecycle.on_startup
+    async def warm() -> None:
+        assert lifecycle.runtime is not None
+        events.append(await lifecycle.runtime.command_client.invoke("ping", "up"))
+
+    @lifecycle.on_shutdown
+    def bye() -> None:
+        events.append("bye")
+
+    stub = StubContainer(APP, platform="cloudflare", lifecycle=lifecycle, health_path="/ready")
+    stub.host.reply("ping", lambda payload: payload)
+    starting = stub.fetch("GET", "/")
+    assert starting.code == 503
+    assert starting.header("retry-after") == "1"
+    assert stub.fetch("GET", "/ready").code == 503
+    stub.start()
+    assert events == ["up"]
+    assert stub.readiness.state == "ready"
+    assert stub.fetch("GET", "/").code == 200
+    assert stub.fetch("GET", "/ready").json() == {"status": "ready"}
+    stub.close()
+    assert events == ["up", "bye"]
+    assert stub.clock.getDelayedCalls() == []
+
+
+def test_lifecycle_startup_failure() -> None:
+    from containerflare._lifecycle import Lifecycle, StartupFailed
+
+    lifecycle = Lifecycle()
+
+    @lifecycle.on_startup
+    def broken() -> None:
+        raise RuntimeError("no database")
+
+    stub = StubContainer(APP, lifecycle=lifecycle)
+    with pytest.raises(StartupFailed):
+        stub.start()
+    assert stub.readiness.state == "failed"
+    assert stub.fetch("GET", "/").code == 503
+
+
+def test_no_lifecycle_is_ready_at_once() -> None:
+    stub = StubContainer(APP)
+    assert stub.readiness.state == "ready"
+    stub.start()
+    assert stub.fetch("GET", "/").code == 200
