@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -85,17 +85,26 @@ def stream(
         if isinstance(content_type, str):
             content_type = content_type.encode("ascii")
         request.setHeader(b"content-type", content_type)
-    return Deferred.fromCoroutine(_stream(request, chunks))
+    gone: list[Failure] = []
+    finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
+    streaming = Deferred.fromCoroutine(_stream(request, chunks))
+
+    def lost(reason: Failure) -> None:
+        # Interrupts whatever the stream awaits (the iterable included).
+        gone.append(reason)
+        streaming.cancel()
+
+    def cancelled(reason: Failure) -> None | Failure:
+        if gone and reason.check(CancelledError):
+            return None
+        return reason
+
+    finished.addErrback(lost)
+    return streaming.addErrback(cancelled)
 
 
 async def _stream(request: IRequest, chunks: AsyncIterable[Chunk] | Iterable[Chunk]) -> None:
     producer = _Producer()
-
-    def lost(reason: Failure) -> None:
-        producer.stopProducing()
-
-    finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
-    finished.addErrback(lost)
     request.registerProducer(producer, True)  # type: ignore[attr-defined]
     iterator: AsyncIterator[Chunk] | Iterator[Chunk]
     if isinstance(chunks, AsyncIterable):
@@ -112,12 +121,15 @@ async def _stream(request: IRequest, chunks: AsyncIterable[Chunk] | Iterable[Chu
                     chunk = next(iterator)
             except (StopAsyncIteration, StopIteration):
                 break
+            except CancelledError:
+                raise
             except Exception:
                 if not wrote:
                     raise
                 _log.failure("Streamed response failed after its first chunk; aborting the connection")
                 _abort(request)
-                await finished
+                # Cancelled once the connection is gone.
+                await Deferred()
                 return
             if producer.stopped:
                 break
