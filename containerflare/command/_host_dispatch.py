@@ -279,14 +279,18 @@ def fields(
     unknown = sorted(set(payload) - set(required) - set(optional))
     if unknown:
         raise _bad(f"unknown field(s) in {where}: {', '.join(map(repr, unknown))}")
+    def qualified(name: str) -> str:
+        # Nested objects name their fields in full: statements[2].sql
+        return name if where == "payload" else f"{where}.{name}"
+
     checked: dict[str, Any] = {}
     for name, check in required.items():
         if name not in payload:
             raise _bad(f"{where} is missing {name!r}")
-        checked[name] = check(name, payload[name])
+        checked[name] = check(qualified(name), payload[name])
     for name, (check, default) in optional.items():
         value = payload.get(name)
-        checked[name] = default if value is None else check(name, value)
+        checked[name] = default if value is None else check(qualified(name), value)
     return checked
 
 
@@ -421,14 +425,14 @@ class HostDispatcher:
         command = request.get("command")
         if not isinstance(command, str):
             return error_response(request_id, PROTOCOL_ERROR, "'command' must be a string")
+        handler = self._handlers.get(command)
+        if handler is None:
+            return error_response(request_id, UNKNOWN_COMMAND, f"unknown command {command[:100]!r}")
         unknown = sorted(set(request) - _REQUEST_KEYS)
         if unknown:
             return error_response(
                 request_id, BAD_REQUEST, f"unknown request key(s): {', '.join(map(repr, unknown))}"
             )
-        handler = self._handlers.get(command)
-        if handler is None:
-            return error_response(request_id, UNKNOWN_COMMAND, f"unknown command {command[:100]!r}")
         try:
             result = handler(request.get("payload"))
         except HostError as e:

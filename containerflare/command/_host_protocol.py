@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from containerflare.command._host_dispatch import HostDispatcher
 
@@ -20,6 +21,7 @@ DEFAULT_MAX_LINE = 16 * 1024 * 1024
 _HEAD = 128
 
 
+@implementer(IHalfCloseableProtocol)
 class HostLineProtocol(LineReceiver):
     """
     One connection to the reference host: request lines in, response lines
@@ -30,10 +32,15 @@ class HostLineProtocol(LineReceiver):
     framing scans each byte once, answers an oversized line with
     C{too_large} and skips it without buffering it, so memory stays bounded
     by C{MAX_LENGTH}.
+
+    When the peer stops sending (end of stdin, a TCP half-close) the replies
+    already written are flushed before the connection closes.
     """
 
     delimiter = b"\n"
     log = Logger()
+    # A TCP, UNIX or stdio transport: also a producer, with .disconnecting.
+    transport: Any
 
     def __init__(
         self,
@@ -59,6 +66,14 @@ class HostLineProtocol(LineReceiver):
         self._pending.clear()
         if self._on_lost is not None:
             self._on_lost(reason)
+
+    def readConnectionLost(self) -> None:
+        # Everything was answered synchronously: flush and close.
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        # Nobody reads our replies any more.
+        self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if self._skipping is not None:
@@ -111,7 +126,7 @@ class HostFactory(Factory):
         self.dispatcher = dispatcher
         self.max_line = max_line
 
-    def buildProtocol(self, addr: IAddress) -> HostLineProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> HostLineProtocol:
         protocol = HostLineProtocol(self.dispatcher, self.max_line)
         protocol.factory = self
         return protocol

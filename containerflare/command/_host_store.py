@@ -445,7 +445,7 @@ class _D1Database:
                 raise D1Error(f"statement ran longer than {self._time_limit:g} s") from e
             raise D1Error(self._denied or str(e)) from e
         except (sqlite3.Error, OverflowError, ValueError) as e:
-            raise D1Error(str(e)) from e
+            raise D1Error(self._denied or str(e)) from e
         finally:
             self._deadline = math.inf
         return {
