@@ -524,16 +524,18 @@ export async function dispatch(request, env, log = console.error) {
   if (typeof request.command !== "string") {
     return failure(id, "protocol_error", "'command' must be a string");
   }
-  for (const key of Object.keys(request)) {
-    if (!ENVELOPE_KEYS.has(key)) {
-      return failure(id, "bad_request", `unknown request key '${key}'`);
-    }
-  }
+  // The order of checks is the contract's: request, command name, payload, allowlist,
+  // binding.
   const command = Object.prototype.hasOwnProperty.call(COMMANDS, request.command)
     ? COMMANDS[request.command]
     : undefined;
   if (command === undefined) {
-    return failure(id, "unknown_command", `unknown command '${request.command}'`);
+    return failure(id, "unknown_command", `unknown command '${request.command.slice(0, 100)}'`);
+  }
+  for (const key of Object.keys(request)) {
+    if (!ENVELOPE_KEYS.has(key)) {
+      return failure(id, "bad_request", `unknown request key '${key}'`);
+    }
   }
   try {
     const payload = Object.prototype.hasOwnProperty.call(request, "payload") ? request.payload : null;
@@ -552,23 +554,27 @@ function jsonResponse(body, status = 200, headers = {}) {
   });
 }
 
+// Reads at most `limit` bytes; null when the body is longer (the first bytes are kept
+// in `head` to find a leading {"id": N for the too_large reply).
 async function readBody(request, limit) {
-  const declared = Number(request.headers.get("content-length"));
-  if (Number.isFinite(declared) && declared > limit) return null;
-  if (request.body === null) return new Uint8Array(0);
+  if (request.body === null) return { bytes: new Uint8Array(0), head: null };
   const reader = request.body.getReader();
   const chunks = [];
   let total = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
+    chunks.push(value);
     total += value.byteLength;
     if (total > limit) {
       await reader.cancel();
-      return null;
+      return { bytes: null, head: concat(chunks, total).subarray(0, 128) };
     }
-    chunks.push(value);
   }
+  return { bytes: concat(chunks, total), head: null };
+}
+
+function concat(chunks, total) {
   const body = new Uint8Array(total);
   let offset = 0;
   for (const chunk of chunks) {
@@ -576,6 +582,15 @@ async function readBody(request, limit) {
     offset += chunk.byteLength;
   }
   return body;
+}
+
+const LEADING_ID = /^[ \t\r]*\{[ \t\r]*"id"[ \t\r]*:[ \t\r]*(\d{1,16})[ \t\r]*[,}]/;
+
+function leadingId(head) {
+  const match = LEADING_ID.exec(String.fromCharCode(...head));
+  if (match === null) return undefined;
+  const id = Number(match[1]);
+  return id <= MAX_ID ? id : undefined;
 }
 
 /**
@@ -597,30 +612,28 @@ export async function handleCommandRequest(request, env, options = {}) {
       { allow: "POST" },
     );
   }
-  const bytes = await readBody(request, limit);
+  const { bytes, head } = await readBody(request, limit);
   if (bytes === null) {
-    return jsonResponse(failure(undefined, "too_large", `body over ${limit} bytes`), 413);
+    return jsonResponse(failure(leadingId(head), "too_large", `request is longer than ${limit} bytes`), 413);
   }
   let parsed;
   try {
     parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (error) {
     return jsonResponse(
-      failure(undefined, "protocol_error", `body is not UTF-8 JSON: ${message(error)}`),
-      400,
-    );
-  }
-  if (!isObject(parsed)) {
-    return jsonResponse(
-      failure(undefined, "protocol_error", `body must be a JSON object, got ${describe(parsed)}`),
+      failure(undefined, "protocol_error", `request is not UTF-8 JSON: ${message(error)}`),
       400,
     );
   }
   if (hasLoneSurrogate(parsed)) {
     return jsonResponse(
-      failure(undefined, "protocol_error", "body contains a lone surrogate escape"),
+      failure(undefined, "protocol_error", "request contains a lone surrogate escape"),
       400,
     );
   }
-  return jsonResponse(await dispatch(parsed, env, log));
+  const reply = isObject(parsed)
+    ? await dispatch(parsed, env, log)
+    : failure(undefined, "protocol_error", "request must be a JSON object");
+  // As the reference host: a request the dispatcher could not read is a 400.
+  return jsonResponse(reply, !reply.ok && reply.payload.code === "protocol_error" ? 400 : 200);
 }

@@ -68,6 +68,8 @@ export function buildMetadata(request, env) {
   const url = new URL(request.url);
   const cf = request.cf ?? {};
   const workerName = text(env?.CONTAINERFLARE_WORKER);
+  // Every key of RequestMetadata.to_dict(), in its order; what the Worker cannot know
+  // (the Cloud Run fields, the trace) is null.
   return {
     request_id: header(request, "cf-ray") ?? crypto.randomUUID(),
     colo: text(cf.colo),
@@ -80,8 +82,15 @@ export function buildMetadata(request, env) {
     scheme: url.protocol.replace(/:$/, ""),
     platform: { platform: "cloudflare", worker_name: workerName },
     worker_name: workerName,
+    project_id: null,
+    cloud_run_service: null,
+    cloud_run_revision: null,
+    cloud_run_configuration: null,
+    cloud_run_region: null,
+    trace_context: null,
     forwarded_for: forwardedFor(request),
     forwarded_proto: header(request, "x-forwarded-proto"),
+    forwarded: header(request, "forwarded"),
     user_agent: header(request, "user-agent"),
     accept: header(request, "accept"),
     accept_language: header(request, "accept-language"),
