@@ -128,59 +128,16 @@ def _resolve(request: IRequest) -> Correlation:
     from containerflare._context import ContainerContext
 
     metadata = ContainerContext.from_request(request).metadata
-    if not hasattr(metadata, "trace_context"):
-        # Until the metadata module carries the trace (interim only).
-        return _from_headers(request)
     trace = metadata.trace_context
     if trace is None:
         return Correlation(request_id=metadata.request_id)
     return Correlation(
         request_id=metadata.request_id,
         trace_id=trace.trace_id,
-        span_id=_hex_span(trace.span_id),
+        span_id=trace.span_id,
         sampled=trace.sampled,
         project_id=trace.project_id,
     )
-
-
-def _from_headers(request: IRequest) -> Correlation:
-    header = request.getHeader(b"traceparent")
-    if header is not None:
-        parts = header.decode("latin-1").strip().split("-")
-        if len(parts) >= 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-            trace_id = parts[1].lower()
-            return Correlation(
-                request_id=trace_id,
-                trace_id=trace_id,
-                span_id=parts[2].lower(),
-                sampled=bool(int(parts[3][:2], 16) & 1),
-            )
-    header = request.getHeader(b"x-cloud-trace-context")
-    if header is not None:
-        text = header.decode("latin-1").strip()
-        trace_id, _, rest = text.partition("/")
-        span, _, options = rest.partition(";")
-        if len(trace_id) == 32:
-            return Correlation(
-                request_id=trace_id.lower(),
-                trace_id=trace_id.lower(),
-                span_id=_hex_span(span) if span else None,
-                sampled=True if options == "o=1" else False if options == "o=0" else None,
-            )
-    ray = request.getHeader(b"cf-ray")
-    return Correlation(request_id=None if ray is None else ray.decode("latin-1"))
-
-
-def _hex_span(span: str | None) -> str | None:
-    # Cloud Logging wants 16 hex digits; X-Cloud-Trace-Context carries the
-    # span id in decimal.  A 16-character value is taken as hex already.
-    if span is None or len(span) == 16:
-        return span
-    if span.isdigit():
-        value = int(span)
-        if value < 2**64:
-            return f"{value:016x}"
-    return span
 
 
 # Deferred support -----------------------------------------------------------
@@ -253,7 +210,7 @@ def install() -> None:
         ("addBoth", add_both, addBoth),
     ):
         patched.__doc__ = original.__doc__
-        patched.__wrapped__ = original  # type: ignore[attr-defined]
+        patched.__wrapped__ = original  # type: ignore[attr-defined,union-attr]
         _originals[name] = original
         setattr(Deferred, name, patched)
 

@@ -18,6 +18,7 @@ import logging
 import math
 import sys
 import time
+from traceback import format_exception
 from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
@@ -164,16 +165,27 @@ def _location_from_failure(failure: Failure) -> dict[str, Any] | None:
 # Formatting -----------------------------------------------------------------
 
 
+def _traceback(failure: Failure) -> str:
+    # Python's own format (what Cloud Error Reporting recognises), with
+    # chained exceptions; Twisted's as the fallback.
+    try:
+        return "".join(
+            format_exception(failure.type, failure.value, failure.getTracebackObject())
+        )
+    except Exception:
+        try:
+            return failure.getTraceback()
+        except Exception as e:
+            return f"(traceback unavailable: {e!r})"
+
+
 def _message(event: Mapping[str, Any]) -> str:
-    text = formatEvent(event)
+    text = formatEvent(event)  # type: ignore[arg-type]
     failure = event.get("log_failure")
     if failure is not None:
-        try:
-            traceback = failure.getTraceback()
-        except Exception as e:
-            traceback = f"(traceback unavailable: {e!r})"
+        traceback = _traceback(failure)
         text = f"{text}\n{traceback}" if text else traceback
-    return text.rstrip("\n")
+    return text.rstrip("\r\n")
 
 
 def _correlation(event: Mapping[str, Any]) -> Correlation:
@@ -267,9 +279,12 @@ class TextFormatter:
             f"{_TEXT_LEVEL.get(level, '-    ')} "
             f"[{event.get('log_namespace', '-')}] {_message(event)}"
         )
-        correlation = _correlation(event)
-        if correlation.request_id is not None and "http_request" not in event:
-            line = f"{line} [request_id={correlation.request_id}]"
+        if "http_request" not in event:
+            correlation = _correlation(event)
+            if correlation.request_id is not None:
+                line = f"{line} [request_id={correlation.request_id}]"
+            elif correlation.trace_id is not None:
+                line = f"{line} [trace={correlation.trace_id}]"
         return line
 
 
@@ -360,14 +375,15 @@ def _text(value: bytes | None) -> str | None:
 
 
 def log_access(
-    request: IRequest,
+    request: Any,
     started: float | None,
     now: float,
     *,
     publisher: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """
-    Emit the access log event of a finished request: one event, at info
+    Emit the access log event of a finished request (an L{IRequest} that
+    is a L{twisted.web.http.Request}): one event, at info
     (warn for 4xx, error for 5xx, as Cloud Run's own request log does).
 
     @param started: when the request began, on the same clock as C{now}, or
