@@ -159,6 +159,11 @@ class Options(usage.Options):
                 CommandEndpoint.parse(self["command-endpoint"])
             except ValueError as e:
                 raise usage.UsageError(f"--command-endpoint: {e}") from None
+        # Before the app is imported, so that its import-time records from
+        # the logging module are formatted like every other line.
+        from containerflare._logging import install_stdlib_bridge
+
+        install_stdlib_bridge(self["config"].log_level)
         self["resource"] = load_app(self["app"])
         self._lifecycle_options()
 
