@@ -21,6 +21,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.dumps/json.loads with keyword arguments build a new
+# encoder/decoder on every call, about half of their cost for a small line.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 @frozen
 class CommandRequest:
     """
@@ -55,10 +61,7 @@ class CommandRequest:
             cycle).
         """
         try:
-            text = json.dumps(
-                self.to_dict(id), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            )
-            return text.encode("utf-8")
+            return _ENCODER.encode(self.to_dict(id)).encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as e:
             raise ProtocolError(f"the payload of {self.command!r} cannot be sent as JSON: {e}") from None
 
@@ -110,7 +113,7 @@ class CommandResponse:
         @raise ProtocolError: it is not one.
         """
         try:
-            obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            obj = _DECODER.decode(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise ProtocolError(f"reply is not JSON ({e}): {_preview(data)}") from None
         return cls.from_dict(obj)
