@@ -60,6 +60,7 @@ async def _worker(invoke, command: str, payload: Any, deadline: float, latencies
 
 async def _load(invoke, command: str, payload: Any, concurrency: int, duration: float) -> dict:
     latencies: list[float] = []
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     deadline = t0 + duration
     await gatherResults([
@@ -67,6 +68,7 @@ async def _load(invoke, command: str, payload: Any, concurrency: int, duration: 
         for _ in range(concurrency)
     ])
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -78,6 +80,9 @@ async def _load(invoke, command: str, payload: Any, concurrency: int, duration: 
         "per_second": len(latencies) / elapsed,
         "p50_us": pct(50) * 1e6,
         "p99_us": pct(99) * 1e6,
+        # The client process's CPU per invoke: what the client costs, much
+        # less sensitive to other load on the machine than the rate.
+        "client_cpu_us": cpu / len(latencies) * 1e6,
     }
 
 
