@@ -9,6 +9,10 @@ Conventions (also described in CONTRIBUTING.md):
     - A block whose first line is a comment naming a Python file
       (C{# app.py}) is also written to that file, so that later blocks can
       import it (C{from app import app}).
+    - Test functions (C{def test_...():} with no arguments) and trial or
+      unittest C{TestCase} classes that a block defines are then run, as
+      pytest or trial would, so a testing guide's samples are checked by
+      running them.
     - A block made of C{>>>} lines is run as a doctest: its outputs are
       checked.
     - A block that cannot run alone (an illustrative fragment) is preceded by
@@ -21,6 +25,8 @@ Relative links between the pages must point at files that exist.
 from __future__ import annotations
 
 import doctest
+import inspect
+import unittest
 import re
 import sys
 from collections.abc import Iterator
@@ -126,8 +132,40 @@ def run_block(block: Block, namespace: dict[str, Any], workdir: Path) -> None:
         target = workdir / named.group(1)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(block.source, encoding="utf-8")
+    before = dict(namespace)
     code = compile(block.source, block.where, "exec")
     exec(code, namespace)
+    run_defined_tests(block, namespace, before)
+
+
+def run_defined_tests(block: Block, namespace: dict[str, Any], before: dict[str, Any]) -> int:
+    """
+    Run the test functions and TestCase classes C{block} defined.
+
+    @return: how many tests ran.
+    """
+    ran = 0
+    here = namespace.get("__name__")
+    for name, value in list(namespace.items()):
+        if before.get(name) is value or getattr(value, "__module__", None) != here:
+            continue  # not defined by this block (imported, or seen before)
+        if name.startswith("test") and inspect.isfunction(value):
+            if inspect.signature(value).parameters:
+                continue  # takes fixtures: not runnable alone
+            result = value()
+            if inspect.isawaitable(result):
+                raise AssertionError(f"{block.where}: {name} is async; samples must be synchronous")
+            ran += 1
+        elif isinstance(value, type) and issubclass(value, unittest.TestCase):
+            suite = unittest.defaultTestLoader.loadTestsFromTestCase(value)
+            outcome = unittest.TestResult()
+            suite.run(outcome)
+            problems = outcome.errors + outcome.failures
+            assert not problems, f"{block.where}: {name} failed:\n" + "\n".join(
+                text for _, text in problems
+            )
+            ran += outcome.testsRun
+    return ran
 
 
 @pytest.fixture
@@ -240,6 +278,35 @@ def test_harness_checks_doctest_output(tmp_path: Path) -> None:
         run_block(block, {}, tmp_path)
 
 
+def test_harness_runs_defined_tests(tmp_path: Path) -> None:
+    page = _write(
+        tmp_path,
+        "```python\nfrom twisted.trial.unittest import SynchronousTestCase\n"
+        "calls = []\n"
+        "def test_one():\n    calls.append(1)\n"
+        "class ThingTests(SynchronousTestCase):\n"
+        "    def test_two(self):\n        calls.append(2)\n```\n",
+    )
+    namespace: dict[str, Any] = {"__name__": "sample"}
+    (block,) = python_blocks(page)
+    run_block(block, namespace, tmp_path)
+    assert namespace["calls"] == [1, 2]
+
+    failing = _write(tmp_path, "```python\ndef test_bad():\n    assert False, 'sample test failed'\n```\n")
+    (block,) = python_blocks(failing)
+    with pytest.raises(AssertionError, match="sample test failed"):
+        run_block(block, {"__name__": "sample"}, tmp_path)
+
+    failing_case = _write(
+        tmp_path,
+        "```python\nimport unittest\nclass BadTests(unittest.TestCase):\n"
+        "    def test_x(self):\n        self.assertEqual(1, 2)\n```\n",
+    )
+    (block,) = python_blocks(failing_case)
+    with pytest.raises(AssertionError, match="BadTests failed"):
+        run_block(block, {"__name__": "sample"}, tmp_path)
+
+
 def test_harness_compiles_fragments(tmp_path: Path) -> None:
     page = _write(tmp_path, "<!-- doc-test: fragment -->\n```python\ndef broken(:\n```\n")
     (block,) = python_blocks(page)
@@ -256,3 +323,40 @@ def test_fragments_are_rare() -> None:
     assert blocks, "no Python samples found in the docs"
     assert len(fragments) * 4 <= len(blocks), f"too many fragments: {fragments}"
 
+
+
+# -- the configuration reference is complete -----------------------------------
+
+
+def _configuration_page() -> str:
+    return (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+def test_every_environment_variable_is_documented() -> None:
+    from containerflare._environ import ENVIRONMENT_VARIABLES
+
+    page = _configuration_page()
+    names = [
+        name
+        for row, _ in ENVIRONMENT_VARIABLES
+        for name in re.findall(r"[A-Z][A-Z0-9_]+\*?", row)
+    ]
+    assert len(names) >= len(ENVIRONMENT_VARIABLES)
+    missing = [name for name in names if f"`{name}`" not in page]
+    assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_every_option_is_documented() -> None:
+    from containerflare._tap import Options
+
+    page = _configuration_page()
+    options = Options()
+    rows = [(row[0], row[1]) for row in options.optParameters + options.optFlags]
+    assert rows
+    missing = []
+    for long, short in rows:
+        if f"`--{long}" not in page:
+            missing.append(f"--{long}")
+        if short and f"`-{short}`" not in page:
+            missing.append(f"-{short}")
+    assert not missing, f"docs/configuration.md does not document {missing}"
