@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from attrs import field, frozen
 from twisted.logger import Logger
 
 __all__ = [
-    "METADATA_HEADER",
     "MAX_HEADER_BYTES",
+    "METADATA_HEADER",
     "ClientHints",
     "CloudRunRequestPlatform",
     "CloudflareRequestPlatform",
@@ -291,7 +291,7 @@ class CloudRunRequestPlatform:
         }
 
 
-RequestPlatform = Union[CloudflareRequestPlatform, CloudRunRequestPlatform]
+RequestPlatform = CloudflareRequestPlatform | CloudRunRequestPlatform
 
 
 def _read_platform(data: object, problems: Problems) -> RequestPlatform | None:

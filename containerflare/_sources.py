@@ -196,7 +196,7 @@ def parse_cloud_trace(value: str, problems: Problems) -> TraceContext | None:
     if span is not None:
         number = int(span, 10)
         if 0 < number < 1 << 64:
-            span_id = "%016x" % number
+            span_id = f"{number:016x}"
         else:
             problems.append(("trace", "x-cloud-trace-context span id out of range; span dropped"))
     options = match.group(3)
@@ -320,7 +320,7 @@ def client_ip(
 def _peer(request: IRequest) -> str | None:
     try:
         address = request.getClientAddress()
-    except Exception:
+    except Exception:  # noqa: BLE001 - any IRequest; the peer is optional
         return None
     host = getattr(address, "host", None)
     return normalize_ip(host) if isinstance(host, str) else None
@@ -345,7 +345,7 @@ def _path(request: IRequest, problems: Problems) -> tuple[str, str | None]:
         text = uri.decode("utf-8")
     except UnicodeDecodeError:
         problems.append(("encoding", "request target is not UTF-8; non-ASCII bytes percent-encoded"))
-        text = "".join(chr(b) if b < 0x80 else "%%%02X" % b for b in uri)
+        text = "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in uri)
     if text.startswith("/") or "://" not in text:
         return text, None
     # An absolute-form target (GET http://host/path): the URL as such, the
@@ -384,8 +384,10 @@ def _header_fields(
         problems.append(
             (
                 "untrusted",
-                "x-containerflare-metadata ignored: not trusted on cloud_run"
-                " without CONTAINERFLARE_METADATA_SECRET",
+                (
+                    "x-containerflare-metadata ignored: not trusted on cloud_run"
+                    " without CONTAINERFLARE_METADATA_SECRET"
+                ),
             )
         )
         return {}
@@ -421,12 +423,16 @@ def build_metadata(
     problems: Problems = []
     try:
         metadata = _build(request, config, now, platform, problems)
-    except Exception as e:  # pragma: no cover - a bug, not bad input
-        # A handler must still run; the minimal metadata is better than a 500.
+    except Exception as e:  # noqa: BLE001
+        # A bug, not bad input: the handler must still run, and the minimal
+        # metadata is better than a 500.
         problems.append(("bug", f"metadata parsing failed ({e!r}); minimal metadata used"))
-        metadata = RequestMetadata(
-            method=request.method.decode("latin-1"), path=request.uri.decode("latin-1")
-        )
+        try:
+            metadata = RequestMetadata(
+                method=request.method.decode("latin-1"), path=request.uri.decode("latin-1")
+            )
+        except Exception:  # noqa: BLE001
+            metadata = RequestMetadata()
     if problems:
         limiter_for(config).warn(
             tuple(sorted({kind for kind, _ in problems})),

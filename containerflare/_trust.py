@@ -135,7 +135,7 @@ class LogLimiter:
     passes (the request's), so tests drive it.
     """
 
-    __slots__ = ("interval", "_next", "_held", "_log")
+    __slots__ = ("_held", "_log", "_next", "interval")
 
     def __init__(self, interval: float = 60.0, log: Logger | None = None) -> None:
         self.interval = interval

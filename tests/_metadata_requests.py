@@ -53,10 +53,12 @@ def make_request(
     uri: bytes = b"/",
     peer: str = "198.51.100.7",
     secure: bool = False,
+    set_uri: bytes | None = None,
 ) -> Request:
     """
     A request as twisted.web parses it from C{method uri HTTP/1.1} and
-    C{headers}, received from C{peer}.
+    C{headers}, received from C{peer}.  C{set_uri} replaces the target after
+    parsing, for bytes twisted.web itself refuses (non-ASCII).
     """
     capture = _Capture()
     site = Site(capture, reactor=Clock())
@@ -68,6 +70,8 @@ def make_request(
     channel.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n")  # type: ignore[union-attr]
     assert len(capture.requests) == 1, "the request did not parse"
     request = capture.requests[0]
+    if set_uri is not None:
+        request.uri = set_uri
     if secure:
         request.isSecure = lambda: True  # type: ignore[method-assign]
     return request
