@@ -94,6 +94,9 @@ class HTTPTransport:
         except (CancelledError, ProtocolError):
             raise
         except Exception as e:
+            if _was_cancelled(e):
+                # treq reports a cancelled request as ResponseNeverReceived.
+                raise CancelledError() from None
             raise TransportClosed(f"{command}: HTTP request to {self.url} failed: {e}") from None
         status = response.code
         if not 200 <= status < 300:
@@ -163,6 +166,11 @@ class _Discard:
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         pass
+
+
+def _was_cancelled(error: Exception) -> bool:
+    reasons = getattr(error, "reasons", None) or ()
+    return any(isinstance(r, Failure) and r.check(CancelledError) for r in reasons)
 
 
 def _diagnostic(content: bytes) -> str:
