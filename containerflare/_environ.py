@@ -34,7 +34,7 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     ("CONTAINERFLARE_PLATFORM", "force the platform: cloudflare, cloud_run or generic"),
     ("CONTAINERFLARE_WORKER", "the Worker's name (Cloudflare)"),
     ("CONTAINERFLARE_METADATA_SECRET", "HMAC secret the Worker signs the metadata header with"),
-    ("CONTAINERFLARE_TRUSTED_HOPS", "proxies appending to X-Forwarded-For on Cloud Run; default 1"),
+    ("CONTAINERFLARE_TRUSTED_HOPS", "trusted proxies appending to X-Forwarded-For: client_ip is the N-th address from the right, 0 = the TCP peer; default 1"),
     ("CONTAINERFLARE_LOG_FORMAT", "text or json; default json on Cloud Run, text elsewhere"),
     ("CONTAINERFLARE_LOG_LEVEL", "debug, info, warn or error; default info"),
     ("CONTAINERFLARE_HEALTH_PATH", "built-in readiness check path, e.g. /healthz; --health-path wins"),

@@ -10,6 +10,7 @@ the Worker (examples/basic/worker) builds exactly the same shape.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,14 @@ def normalize_ip(text: str) -> str | None:
         text = host
     if not text or len(text) > 64:
         return None
+    if ":" not in text:
+        # IPv4, the common case: inet_pton is as strict as ipaddress (four
+        # decimal parts, no leading zeros), so valid text is canonical already.
+        try:
+            socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):
+            return None
+        return text
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

@@ -30,6 +30,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from twisted.web.http_headers import Headers
+
 from containerflare._metadata import (
     MAX_HEADER_BYTES,
     ClientHints,
@@ -44,7 +46,6 @@ from containerflare._metadata import (
 from containerflare._trust import limiter_for, verify_signature
 
 if TYPE_CHECKING:
-    from twisted.web.http_headers import Headers
     from twisted.web.iweb import IRequest
 
     from containerflare._environ import RuntimeConfig
@@ -98,19 +99,31 @@ _CF_HEADERS = (
 )
 
 
+def _canonical(name: bytes) -> bytes:
+    # The capitalisation Headers.getAllRawHeaders() documents for its keys,
+    # worked out once per name at import through the public API.
+    headers = Headers()
+    headers.addRawHeader(name, b"")
+    return next(iter(headers.getAllRawHeaders()))[0]
+
+
 class _Headers:
     """
     A request's headers, decoded on demand, problems collected.
+
+    Looks names up in one snapshot of the headers, by their canonical
+    capitalisation: a plain dict lookup per header instead of a
+    C{getRawHeaders} call (which re-encodes the name) each time.
     """
 
     __slots__ = ("_headers", "problems")
 
     def __init__(self, headers: Headers, problems: Problems) -> None:
-        self._headers = headers
+        self._headers = dict(headers.getAllRawHeaders())
         self.problems = problems
 
     def raw(self, name: bytes) -> bytes | None:
-        values = self._headers.getRawHeaders(name)
+        values = self._headers.get(_CANONICAL[name])
         if not values:
             return None
         # Repeated headers combine as one comma-separated list (RFC 9110 5.3).
@@ -131,6 +144,24 @@ class _Headers:
         except UnicodeDecodeError:
             self.problems.append(("encoding", f"{name.decode()} is not UTF-8; ignored"))
             return None
+
+
+_CANONICAL: dict[bytes, bytes] = {
+    name: _canonical(name)
+    for name in (
+        *(n for _, n in _PLAIN_HEADERS),
+        *(n for _, n in _CF_HEADERS),
+        *(n for _, n in ClientHints.HEADERS),
+        b"cf-connecting-ip",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"forwarded",
+        b"host",
+        b"x-cloud-trace-context",
+        b"traceparent",
+    )
+}
 
 
 def _pick(entries: Sequence[str], hops: int) -> str:
@@ -177,12 +208,12 @@ def parse_forwarded(value: str, problems: Problems) -> list[dict[str, str]]:
     return elements
 
 
-def parse_cloud_trace(value: str, problems: Problems) -> TraceContext | None:
-    """
-    Parse C{x-cloud-trace-context: TRACE_ID[/SPAN_ID][;o=OPTIONS]}.
+# (trace_id, span_id, sampled, raw, version, flags): parsed without building
+# a value, so that a request with both trace headers builds one TraceContext.
+_Trace = tuple[str, "str | None", "bool | None", str, "str | None", "str | None"]
 
-    The decimal span id becomes 16 hex digits; C{o} bit 0 is C{sampled}.
-    """
+
+def _cloud_trace(value: str, problems: Problems) -> _Trace | None:
     match = _CLOUD_TRACE.fullmatch(value.strip())
     if match is None:
         problems.append(("trace", "malformed x-cloud-trace-context; ignored"))
@@ -201,20 +232,10 @@ def parse_cloud_trace(value: str, problems: Problems) -> TraceContext | None:
             problems.append(("trace", "x-cloud-trace-context span id out of range; span dropped"))
     options = match.group(3)
     sampled = None if options is None else bool(int(options, 10) & 1)
-    return TraceContext(
-        trace_id=trace_id,
-        span_id=span_id,
-        sampled=sampled,
-        raw=value,
-    )
+    return (trace_id, span_id, sampled, value, None, None)
 
 
-def parse_traceparent(value: str, problems: Problems) -> TraceContext | None:
-    """
-    Parse W3C C{traceparent: VERSION-TRACEID-PARENTID-FLAGS} (lowercase hex,
-    as the specification requires; version C{ff} and all-zero ids are invalid,
-    version C{00} allows nothing after the flags).
-    """
+def _traceparent(value: str, problems: Problems) -> _Trace | None:
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None:
         problems.append(("trace", "malformed traceparent; ignored"))
@@ -228,53 +249,63 @@ def parse_traceparent(value: str, problems: Problems) -> TraceContext | None:
     ):
         problems.append(("trace", "invalid traceparent; ignored"))
         return None
-    return TraceContext(
-        trace_id=trace_id,
-        span_id=span_id,
-        sampled=bool(int(flags, 16) & 1),
-        raw=value,
-        version=version,
-        flags=flags,
-    )
+    return (trace_id, span_id, bool(int(flags, 16) & 1), value, version, flags)
+
+
+def _trace_value(parsed: _Trace | None, project_id: str | None) -> TraceContext | None:
+    if parsed is None:
+        return None
+    trace_id, span_id, sampled, raw, version, flags = parsed
+    return TraceContext(trace_id, span_id, sampled, project_id, raw, version, flags)
+
+
+def parse_cloud_trace(
+    value: str, problems: Problems, project_id: str | None = None
+) -> TraceContext | None:
+    """
+    Parse C{x-cloud-trace-context: TRACE_ID[/SPAN_ID][;o=OPTIONS]}.
+
+    The decimal span id becomes 16 hex digits; C{o} bit 0 is C{sampled}.
+    """
+    return _trace_value(_cloud_trace(value, problems), project_id)
+
+
+def parse_traceparent(
+    value: str, problems: Problems, project_id: str | None = None
+) -> TraceContext | None:
+    """
+    Parse W3C C{traceparent: VERSION-TRACEID-PARENTID-FLAGS} (lowercase hex,
+    as the specification requires; version C{ff} and all-zero ids are invalid,
+    version C{00} allows nothing after the flags).
+    """
+    return _trace_value(_traceparent(value, problems), project_id)
 
 
 def read_trace(headers: _Headers, project_id: str | None) -> TraceContext | None:
     """
     The trace of a request: C{x-cloud-trace-context} first (what Cloud
     Logging groups by), completed by C{traceparent} when both name the same
-    trace; C{traceparent} alone otherwise.
+    trace (its version and flags, and a span or sampled flag the first
+    lacks); C{traceparent} alone otherwise.
     """
     problems = headers.problems
     cloud_value = headers.text(b"x-cloud-trace-context")
     w3c_value = headers.text(b"traceparent")
-    cloud = parse_cloud_trace(cloud_value, problems) if cloud_value else None
-    w3c = parse_traceparent(w3c_value, problems) if w3c_value else None
-    if cloud is not None:
-        trace = cloud
-        if w3c is not None and w3c.trace_id == cloud.trace_id:
-            trace = TraceContext(
-                trace_id=cloud.trace_id,
-                span_id=cloud.span_id or w3c.span_id,
-                sampled=w3c.sampled if cloud.sampled is None else cloud.sampled,
-                raw=cloud.raw,
-                version=w3c.version,
-                flags=w3c.flags,
-            )
-    elif w3c is not None:
-        trace = w3c
-    else:
-        return None
-    if project_id is not None:
-        return TraceContext(
-            trace_id=trace.trace_id,
-            span_id=trace.span_id,
-            sampled=trace.sampled,
-            project_id=project_id,
-            raw=trace.raw,
-            version=trace.version,
-            flags=trace.flags,
-        )
-    return trace
+    cloud = _cloud_trace(cloud_value, problems) if cloud_value else None
+    w3c = _traceparent(w3c_value, problems) if w3c_value else None
+    if cloud is None:
+        return _trace_value(w3c, project_id)
+    if w3c is None or w3c[0] != cloud[0]:
+        return _trace_value(cloud, project_id)
+    return TraceContext(
+        trace_id=cloud[0],
+        span_id=cloud[1] or w3c[1],
+        sampled=w3c[2] if cloud[2] is None else cloud[2],
+        project_id=project_id,
+        raw=cloud[3],
+        version=w3c[4],
+        flags=w3c[5],
+    )
 
 
 def _address(text: str, source: str, problems: Problems) -> str | None:

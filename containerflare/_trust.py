@@ -22,7 +22,6 @@ leading or trailing whitespace (HTTP strips it).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import weakref
 from collections.abc import Sequence
@@ -50,7 +49,9 @@ _DIGITS = frozenset("0123456789")
 
 def _mac(value: bytes, secret: str, timestamp: int) -> str:
     message = b"%d." % timestamp + value
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    # hmac.digest: the one-shot C implementation, several times cheaper than
+    # hmac.new(...).hexdigest() on a request path.
+    return hmac.digest(secret.encode("utf-8"), message, "sha256").hex()
 
 
 def sign_metadata(value: str | bytes, secret: str, now: float) -> str:
