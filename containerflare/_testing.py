@@ -37,6 +37,7 @@ from containerflare._environ import RuntimeConfig
 from containerflare._site import ContainerResource
 from containerflare.command._client import CommandClient, ReconnectingTransport
 from containerflare.command._endpoint import CommandEndpoint
+from containerflare.command._host_dispatch import HostError
 from containerflare.command._messages import CommandRequest, CommandResponse, _is_id
 
 if TYPE_CHECKING:
@@ -61,24 +62,6 @@ MAX_FLUSH_ROUNDS = 1000
 
 ReplyFunction = Callable[[Any], Any]
 Reply = Union[ReplyFunction, Any]
-
-
-class HostError(Exception):
-    """
-    Raised by a reply function of L{FakeHost} to answer C{ok: false}.
-
-    @ivar code: the error code (see C{docs/commands.md}, "Errors"), e.g.
-        C{"forbidden_binding"}.
-    @ivar diagnostic: the host's explanation.
-    """
-
-    def __init__(self, code: str, diagnostic: str | None = None) -> None:
-        super().__init__(code, diagnostic)
-        self.code = code
-        self.diagnostic = diagnostic
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.diagnostic}" if self.diagnostic else self.code
 
 
 @frozen
@@ -258,7 +241,8 @@ class FakeHost:
         request's payload.
 
         A reply function may return a L{Deferred} (the reply is sent when it
-        fires), raise L{HostError} (answered C{ok: false} with its code) or
+        fires), raise L{HostError} (the reference host's: answered C{ok:
+        false} with its code and diagnostic) or
         raise anything else (answered C{ok: false}, code
         C{internal_error}).
         """
