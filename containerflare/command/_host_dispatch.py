@@ -235,13 +235,13 @@ def _custom_metadata(name: str, value: Any) -> dict[str, str]:
 def _sql_param(name: str, value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        # JavaScript has one number type: 3.0 binds as the integer 3 in D1.
-        return int(value) if value.is_integer() else value
+    if isinstance(value, (bool, int, float)):
+        # D1 binds every JavaScript number, and booleans, as REAL
+        # (typeof(?) is 'real', 3 / 2 is 1.5): do the same.
+        try:
+            return float(value)
+        except OverflowError:
+            raise _bad(f"{name!r} holds a number too large for D1") from None
     raise _bad(f"{name!r} must hold only null, booleans, numbers and strings")
 
 

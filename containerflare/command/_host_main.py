@@ -25,7 +25,11 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from containerflare.command._host_dispatch import HostDispatcher
-from containerflare.command._host_protocol import DEFAULT_MAX_LINE, HostFactory, HostLineProtocol
+from containerflare.command._host_protocol import (
+    DEFAULT_MAX_LINE,
+    HostFactory,
+    HostLineProtocol,
+)
 from containerflare.command._host_store import HostStore
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:7878"

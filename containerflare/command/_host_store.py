@@ -121,9 +121,13 @@ def _d1_value(value: Any) -> Any:
     """
     if isinstance(value, bytes):
         return list(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        # JSON.stringify turns non-finite numbers into null.
-        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            # JSON.stringify turns non-finite numbers into null.
+            return None
+        if value.is_integer() and abs(value) < 1e21:
+            # ... and writes 3.0 as 3 (up to 1e21, then as 1e+21).
+            return int(value)
     return value
 
 

@@ -33,8 +33,17 @@ from containerflare.command._host_dispatch import (
     HostDispatcher,
     HostError,
 )
-from containerflare.command._host_main import HostOptions, main, serve, server_description
-from containerflare.command._host_protocol import DEFAULT_MAX_LINE, HostFactory, HostLineProtocol
+from containerflare.command._host_main import (
+    HostOptions,
+    main,
+    serve,
+    server_description,
+)
+from containerflare.command._host_protocol import (
+    DEFAULT_MAX_LINE,
+    HostFactory,
+    HostLineProtocol,
+)
 from containerflare.command._host_store import HostStore
 
 __all__ = [
