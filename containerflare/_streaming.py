@@ -94,10 +94,11 @@ def stream(
         gone.append(reason)
         streaming.cancel()
 
-    def cancelled(reason: Failure) -> None | Failure:
-        if gone and reason.check(CancelledError):
-            return None
-        return reason
+    def cancelled(reason: Failure) -> None:
+        # Cancelled because the client left: not an error.  Anything else is.
+        if not gone:
+            reason.raiseException()
+        reason.trap(CancelledError)
 
     finished.addErrback(lost)
     return streaming.addErrback(cancelled)
