@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, cast
 
 from attrs import field, frozen
 
@@ -184,7 +184,8 @@ class RuntimeConfig:
                     "CONTAINERFLARE_PLATFORM", forced, "expected cloudflare, cloud_run or generic"
                 )
             provider = names[key]
-            platform = provider.platform(frozen_environ)
+            # The built-in providers make the built-in platform values.
+            platform = cast(Platform, provider.platform(frozen_environ))
         else:
             provider, platform = detect_provider(frozen_environ)
 

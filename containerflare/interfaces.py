@@ -3,7 +3,19 @@
 The seams of containerflare, as zope.interface interfaces.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.web.iweb import IRequest
+
+    from containerflare._environ import RuntimeConfig
+    from containerflare._metadata import RequestMetadata
 
 __all__ = ["IMetadataProvider", "IContainerContext", "IPlatform"]
 
@@ -25,7 +37,7 @@ class IMetadataProvider(Interface):
 
     name = Attribute('The platform name this provider recognises, e.g. C{"cloudflare"}.')
 
-    def detect(environ):
+    def detect(environ: Mapping[str, str]) -> IPlatform | None:
         """
         Decide from an environment whether this platform is present.
 
@@ -34,13 +46,15 @@ class IMetadataProvider(Interface):
             the platform, or L{None} when this platform is not present.
         """
 
-    def platform(environ):
+    def platform(environ: Mapping[str, str]) -> IPlatform:
         """
         Build this provider's L{IPlatform} value from an environment, whether or
         not L{detect} recognised it (used when the platform is forced).
         """
 
-    def request_metadata(request, config, now):
+    def request_metadata(
+        request: IRequest, config: RuntimeConfig, now: float
+    ) -> RequestMetadata:
         """
         Build the L{containerflare.RequestMetadata} of one request.
 
@@ -66,7 +80,9 @@ class IContainerContext(Interface):
         "The process-wide L{containerflare.command.CommandClient}."
     )
 
-    def invoke(command, payload=None, *, timeout=None):
+    def invoke(
+        command: str, payload: Any = None, *, timeout: float | None = None
+    ) -> Deferred[Any]:
         """
         Send a command to the host through the process's command client.
 
