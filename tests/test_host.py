@@ -1093,3 +1093,20 @@ def test_conformance_over_tcp_and_http(tmp_path: Path) -> None:
         assert run(lambda request: exchange(sock, [request])[0]) == []
     with run_host(tmp_path, tcp=False, http=True, args=("--allow", allow)) as host:
         assert run(lambda request: _post(host.http_url, json.dumps(request).encode())[1]) == []
+
+
+def test_tcp_half_close_flushes_every_reply(live_host: Any) -> None:
+    # A client that sends its requests then shuts down its sending side
+    # (printf ... | nc -N) still gets every reply, then end of file.
+    with live_host.connect_tcp() as sock:
+        sock.sendall(b"".join(
+            json.dumps({"id": i, "command": "ping", "payload": i}).encode() + b"\n" for i in range(200)
+        ))
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        for _ in range(10_000):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert [json.loads(line)["id"] for line in data.splitlines()] == list(range(200))
