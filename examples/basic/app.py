@@ -45,10 +45,16 @@ MAX_BODY = 1024 * 1024
 app = Klein()
 
 
+def _bytes(request: IRequest, data: bytes, content_type: bytes) -> bytes:
+    # With a Content-Length the answer is sent in one piece, not chunked.
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"content-length", b"%d" % len(data))
+    return data
+
+
 def _json(request: IRequest, body: Any, status: int = 200) -> bytes:
     request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(body).encode("utf-8")
+    return _bytes(request, json.dumps(body).encode("utf-8"), b"application/json")
 
 
 def _body(request: IRequest) -> bytes:
@@ -189,9 +195,8 @@ async def r2_get(request: IRequest, key: str) -> bytes:
         data = base64.b64decode(obj["body_base64"], validate=True)
     except (binascii.Error, KeyError, TypeError):
         return _json(request, {"error": "the host sent an invalid object body"}, 502)
-    request.setHeader(b"content-type", (obj.get("content_type") or "application/octet-stream").encode("latin-1"))
     request.setHeader(b"etag", f'"{obj["etag"]}"'.encode("ascii"))
-    return data
+    return _bytes(request, data, (obj.get("content_type") or "application/octet-stream").encode("latin-1"))
 
 
 @app.route("/r2/<path:key>", methods=["PUT"])
