@@ -497,3 +497,20 @@ def test_no_lifecycle_is_ready_at_once() -> None:
     assert stub.readiness.state == "ready"
     stub.start()
     assert stub.fetch("GET", "/").code == 200
+
+
+def test_the_trial_tests_pass_under_trials_runner(tmp_path: Any) -> None:
+    """
+    The trial-style tests above also pass when trial's own runner runs them
+    (not only pytest's unittest support).
+    """
+    import io
+
+    from twisted.trial.reporter import Reporter
+    from twisted.trial.runner import TestLoader, TrialRunner
+
+    stream = io.StringIO()
+    runner = TrialRunner(Reporter, stream=stream, workingDirectory=str(tmp_path / "_trial_temp"))
+    result = runner.run(TestLoader().loadClass(StubContainerTrialTests))
+    assert result.wasSuccessful(), stream.getvalue()
+    assert result.testsRun == 3
