@@ -190,3 +190,31 @@ def test_bad_signatures_are_ignored(signed: Stack, how: str) -> None:
     assert metadata["colo"] != "XXX"
     assert metadata["client_ip"] != "198.51.100.66"
     assert "request metadata:" in signed.app.stderr()  # logged (rate-limited)
+
+
+def test_huge_client_headers_cannot_push_out_the_edge_facts(signed: Stack) -> None:
+    """
+    containerflare ignores a metadata header over 8 KiB; the Worker keeps
+    its header under that by dropping what the client chose (accept
+    headers, user agent, forwarded...) first.  (The trimming order and the
+    path shortening are covered in worker_units.test.mjs.)
+    """
+    long_path = "/?pad=" + "p" * 1200
+    headers = {
+        "user-agent": "u" * 2500,
+        "accept-language": "fr," * 400,
+        "x-forwarded-for": ", ".join(["198.51.100.1"] * 30),
+    }
+    body, forwarded = echo(signed, long_path, **headers)
+    assert len(forwarded["metadata"]) <= 7 * 1024
+    sent = json.loads(forwarded["metadata"])
+    assert sent["accept_language"] is None  # dropped first
+    assert sent["user_agent"] == headers["user-agent"]  # kept: the header fits without it
+    metadata = body["metadata"]
+    # The signed header is used: the edge's facts are intact...
+    assert (metadata["colo"], metadata["country"], metadata["client_ip"]) == ("CDG", "FR", CLIENT_IP)
+    assert metadata["worker_name"] == "containerflare-example"
+    assert metadata["request_id"] == RAY
+    assert metadata["path"] == long_path
+    # ...and what was dropped comes from the request's own header.
+    assert metadata["accept_language"] == headers["accept-language"]

@@ -10,6 +10,26 @@
 export const METADATA_HEADER = "x-containerflare-metadata";
 export const SIGNATURE_HEADER = "x-containerflare-signature";
 
+// containerflare ignores a metadata header over 8 KiB (MAX_HEADER_BYTES): stay well
+// under it, so that a client sending huge headers cannot push the edge's facts
+// (client_ip, colo, country...) out of the header.
+export const MAX_METADATA_BYTES = 7 * 1024;
+
+// Dropped first to last (set to null, or []) while the header is too long: what the
+// client chose itself and the container can also read from the request's own headers.
+const DROPPABLE = [
+  "client_hints",
+  "accept_language",
+  "accept",
+  "accept_encoding",
+  "forwarded",
+  "forwarded_for",
+  "sec_gpc",
+  "forwarded_proto",
+  "user_agent",
+  "raw_url",
+];
+
 const encoder = new TextEncoder();
 
 function header(request, name) {
@@ -71,7 +91,7 @@ export function buildMetadata(request, env) {
   // Every key of RequestMetadata.to_dict(), in its order; what the Worker cannot know
   // (the Cloud Run fields, the trace) is null.
   return {
-    request_id: header(request, "cf-ray") ?? crypto.randomUUID(),
+    request_id: header(request, "cf-ray")?.slice(0, 128) ?? crypto.randomUUID(),
     colo: text(cf.colo),
     region: text(cf.region),
     country: text(cf.country) ?? header(request, "cf-ipcountry"),
@@ -101,6 +121,31 @@ export function buildMetadata(request, env) {
     path: url.pathname + url.search,
     raw_url: request.url,
   };
+}
+
+/**
+ * The header value for a metadata object: ASCII JSON of at most MAX_METADATA_BYTES,
+ * dropping the client-supplied extras (then shortening the path) when it is longer.
+ */
+export function encodeMetadata(metadata, limit = MAX_METADATA_BYTES) {
+  let value = asciiJson(metadata);
+  if (value.length <= limit) return value;
+  const trimmed = { ...metadata };
+  for (const key of DROPPABLE) {
+    trimmed[key] = key === "forwarded_for" ? [] : null;
+    value = asciiJson(trimmed);
+    if (value.length <= limit) return value;
+  }
+  // Only a very long path is left: keep its beginning.
+  const path = String(metadata.path);
+  const excess = value.length - limit;
+  trimmed.path = path.slice(0, Math.max(1, path.length - excess - 16));
+  value = asciiJson(trimmed);
+  while (value.length > limit && trimmed.path.length > 1) {
+    trimmed.path = trimmed.path.slice(0, Math.ceil(trimmed.path.length / 2));
+    value = asciiJson(trimmed);
+  }
+  return value;
 }
 
 function hex(buffer) {
@@ -138,7 +183,7 @@ export async function signMetadata(value, secret, now = Date.now() / 1000) {
  * @returns {Promise<Request>}
  */
 export async function withMetadata(request, env) {
-  const value = asciiJson(buildMetadata(request, env));
+  const value = encodeMetadata(buildMetadata(request, env));
   const headers = new Headers(request.headers);
   headers.delete(METADATA_HEADER);
   headers.delete(SIGNATURE_HEADER);
