@@ -106,7 +106,7 @@ class Hook:
 def _call(function: HookFunction) -> Deferred[Any]:
     try:
         result = function()
-    except BaseException:
+    except Exception:  # noqa: BLE001 - any error of the user's hook is its failure
         return fail()
     if isinstance(result, Deferred):
         return result
@@ -156,12 +156,12 @@ def run_bounded(hook: Hook, timeout: float, clock: IReactorTime) -> Deferred[Non
             # Timed out or cancelled already; a late error is only worth a line.
             if isinstance(result, Failure) and not result.check(CancelledError):
                 _log.failure("{hook} failed after it was given up on", result, hook=hook.name)
-            return None
+            return
         if isinstance(result, Failure):
             outcome.errback(result)
         else:
             outcome.callback(None)
-        return None
+        return
 
     timer = clock.callLater(timeout, expired)
     running.addBoth(finished)
@@ -262,7 +262,7 @@ class Lifecycle:
             except CancelledError:
                 _log.info("Start-up hook {hook} cancelled", hook=hook.name)
                 raise
-            except BaseException:
+            except Exception:  # noqa: BLE001 - reported with the hook's name
                 raise StartupFailed(hook.name, Failure()) from None
             _log.debug(
                 "Start-up hook {hook} done in {seconds:.3f} s",
@@ -285,7 +285,7 @@ class Lifecycle:
             _log.info("Running shutdown hook {hook}", hook=hook.name)
             try:
                 await run_bounded(hook, timeout, clock)
-            except BaseException:
+            except Exception:  # noqa: BLE001 - logged; the next hook still runs
                 _log.failure("Shutdown hook {hook} failed", Failure(), hook=hook.name)
 
 

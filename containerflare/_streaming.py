@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
-Chunk = Union[bytes, str]
+Chunk = Union[bytes, str]  # noqa: UP007 - a runtime alias on Python 3.10
 
 
 @implementer(IPushProducer)
@@ -38,16 +38,16 @@ class _Producer:
         self._resumed: Deferred[None] | None = None
         self.stopped = False
 
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         if self._resumed is None:
             self._resumed = Deferred()
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         resumed, self._resumed = self._resumed, None
         if resumed is not None:
             resumed.callback(None)
 
-    def stopProducing(self) -> None:  # noqa: N802
+    def stopProducing(self) -> None:
         self.stopped = True
         self.resumeProducing()
 
@@ -113,6 +113,9 @@ async def _stream(request: IRequest, chunks: AsyncIterable[Chunk] | Iterable[Chu
     else:
         iterator = iter(chunks)
     wrote = False
+    # A HEAD response has no body: do not run the iterable for nothing.
+    if request.method == b"HEAD":
+        producer.stopProducing()
     try:
         while not producer.stopped:
             try:
@@ -170,5 +173,5 @@ async def _close(iterator: Any) -> None:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the user's generator; logged
         _log.failure("Closing the streamed iterable failed")

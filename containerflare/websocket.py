@@ -6,7 +6,10 @@ See docs/lifecycle.md.
 """
 
 try:
-    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.twisted.websocket import (
+        WebSocketServerFactory,
+        WebSocketServerProtocol,
+    )
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(
         "containerflare.websocket needs Autobahn: pip install 'containerflare[websocket]'"

@@ -18,7 +18,13 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
-from containerflare import HookTimeout, Lifecycle, Readiness, RuntimeConfig, StartupFailed
+from containerflare import (
+    HookTimeout,
+    Lifecycle,
+    Readiness,
+    RuntimeConfig,
+    StartupFailed,
+)
 from containerflare._context import Runtime
 from containerflare._lifecycle import check_health_path, find_lifecycle
 from containerflare._service import ContainerService

@@ -35,7 +35,7 @@ class FlowTransport(StringTransport):
             self.paused = True
             self.producer.pauseProducing()
 
-    def writeSequence(self, seq) -> None:  # noqa: N802
+    def writeSequence(self, seq) -> None:
         self.write(b"".join(seq))
 
     def drain(self) -> bytes:
@@ -56,16 +56,16 @@ class Streaming(Resource):
         self.kw = kw
         self.results: list[object] = []
 
-    def render_GET(self, request):
+    def render(self, request):
         stream(request, self.chunks, **self.kw).addBoth(self.results.append)
         return NOT_DONE_YET
 
 
-def serve(resource: Resource, transport: StringTransport | None = None):
+def serve(resource: Resource, transport: StringTransport | None = None, method: bytes = b"GET"):
     channel = Site(resource).buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
     transport = transport or StringTransport()
     channel.makeConnection(transport)
-    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+    channel.dataReceived(method + b" / HTTP/1.1\r\nHost: example\r\n\r\n")
     return channel, transport
 
 
@@ -199,3 +199,18 @@ def test_error_after_the_first_chunk_aborts_the_connection() -> None:
     assert resource.results == []  # waits for the connection to go
     channel.connectionLost(Failure(ConnectionDone()))
     assert resource.results == [None]
+
+
+def test_head_does_not_run_the_iterable() -> None:
+    pulled: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        pulled.append(1)
+        yield b"body"
+
+    resource = Streaming(chunks())
+    _, transport = serve(resource, method=b"HEAD")
+    assert pulled == []
+    assert resource.results == [None]
+    assert transport.value().startswith(b"HTTP/1.1 200 OK")
+    assert b"body" not in transport.value()

@@ -31,19 +31,21 @@ def read_until(sock: socket.socket, data: bytes, marker: bytes, limit: int = 1 <
 @pytest.mark.parametrize("route", ["stream", "manual"])
 def test_first_chunk_arrives_before_the_handler_finishes(tmp_path: Path, route: str) -> None:
     gate = tmp_path / "gate"
-    with run_twistd("streaming_app:app", cwd=APPS, tmp_path=tmp_path) as child:
-        with socket.create_connection(("127.0.0.1", child.port), timeout=20) as sock:
-            sock.sendall(f"GET /{route}?gate={gate} HTTP/1.1\r\nHost: example\r\n\r\n".encode())
-            data = read_until(sock, b"", b"first chunk\n")
-            # The handler is blocked on the gate: nothing after the first chunk.
-            assert not gate.exists()
-            assert b"second chunk" not in data
-            assert not data.endswith(b"0\r\n\r\n")
-            head = data.split(b"\r\n\r\n", 1)[0].lower()
-            assert b"200 ok" in head and b"transfer-encoding: chunked" in head
-            gate.write_text("go")
-            data = read_until(sock, data, b"0\r\n\r\n")
-            assert b"second chunk\n" in data
+    with (
+        run_twistd("streaming_app:app", cwd=APPS, tmp_path=tmp_path) as child,
+        socket.create_connection(("127.0.0.1", child.port), timeout=20) as sock,
+    ):
+        sock.sendall(f"GET /{route}?gate={gate} HTTP/1.1\r\nHost: example\r\n\r\n".encode())
+        data = read_until(sock, b"", b"first chunk\n")
+        # The handler is blocked on the gate: nothing after the first chunk.
+        assert not gate.exists()
+        assert b"second chunk" not in data
+        assert not data.endswith(b"0\r\n\r\n")
+        head = data.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"200 ok" in head and b"transfer-encoding: chunked" in head
+        gate.write_text("go")
+        data = read_until(sock, data, b"0\r\n\r\n")
+        assert b"second chunk\n" in data
 
 
 def test_large_body_follows_the_client(tmp_path: Path) -> None:
