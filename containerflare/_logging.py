@@ -90,10 +90,9 @@ _NOT_EXTRA = frozenset(
         "failure",
         "printed",
         "logLevel",
-        "access_line",
+        "cf_access",
         "cf_request",
         "cf_source",
-        "http_request",
         "severity",
         "logger",
     }
@@ -180,7 +179,18 @@ def _traceback(failure: Failure) -> str:
 
 
 def _message(event: Mapping[str, Any]) -> str:
-    text = formatEvent(event)  # type: ignore[arg-type]
+    fmt = event.get("log_format")
+    # Constant messages and "{log_text}" (the logging module, legacy
+    # events) need no formatter: formatEvent costs more than the rest.
+    if type(fmt) is str and "log_flattened" not in event:
+        if "{" not in fmt and "}" not in fmt:
+            text = fmt
+        elif fmt == "{log_text}" and type(event.get("log_text")) is str:
+            text = event["log_text"]
+        else:
+            text = formatEvent(event)  # type: ignore[arg-type]
+    else:
+        text = formatEvent(event)  # type: ignore[arg-type]
     failure = event.get("log_failure")
     if failure is not None:
         traceback = _traceback(failure)
@@ -197,6 +207,49 @@ def _correlation(event: Mapping[str, Any]) -> Correlation:
     return correlation_for(request)
 
 
+def access_line(event: Mapping[str, Any]) -> str:
+    """
+    The text of an access log event:
+    C{CLIENT "METHOD PATH PROTOCOL" STATUS SIZEB LATENCYms [request_id=..]
+    [colo=.. country=..]}.
+    """
+    latency = event["latency"]
+    line = (
+        f'{event["client_ip"] or "-"} "{event["method"]} {event["path"]} {event["protocol"]}" '
+        f'{event["status"]} {event["response_size"]}B '
+        f'{"-" if latency is None else f"{latency * 1000:.1f}ms"}'
+    )
+    request_id = event["request_id"]
+    if request_id is not None:
+        line = f"{line} request_id={request_id}"
+    if "colo" in event:
+        line = f'{line} colo={event["colo"] or "-"} country={event["country"] or "-"}'
+    return line
+
+
+def http_request(event: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The C{httpRequest} object of an access log event, as Cloud Logging reads it.
+    """
+    entry: dict[str, Any] = {
+        "requestMethod": event["method"],
+        "requestUrl": event["url"],
+        "status": event["status"],
+        "responseSize": str(event["response_size"]),
+        "protocol": event["protocol"],
+    }
+    latency = event["latency"]
+    if latency is not None:
+        entry["latency"] = f"{latency:.6f}s"
+    if event["client_ip"] is not None:
+        entry["remoteIp"] = event["client_ip"]
+    if event["user_agent"] is not None:
+        entry["userAgent"] = event["user_agent"]
+    if event["referer"] is not None:
+        entry["referer"] = event["referer"]
+    return entry
+
+
 class JSONFormatter:
     """
     Formats an event as one line of Cloud Logging structured JSON.
@@ -211,15 +264,15 @@ class JSONFormatter:
 
     def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
         level = event.get("log_level", LogLevel.info)
+        access = "cf_access" in event
         entry: dict[str, Any] = {
             "severity": SEVERITY.get(level, "DEFAULT"),
-            "message": _message(event),
+            "message": access_line(event) if access else _message(event),
             "time": rfc3339(event.get("log_time") or time.time()),
             "logger": event.get("log_namespace", "-"),
         }
-        http_request = event.get("http_request")
-        if http_request is not None:
-            entry["httpRequest"] = http_request
+        if access:
+            entry["httpRequest"] = http_request(event)
         else:
             if location is None:
                 location = event.get("cf_source")
@@ -244,16 +297,21 @@ class JSONFormatter:
                 if correlation.sampled is not None:
                     entry["logging.googleapis.com/trace_sampled"] = correlation.sampled
 
-        for key, value in event.items():
-            if (
-                key.startswith("log_")
-                or key in _NOT_EXTRA
-                or key in entry
-                or not isinstance(value, (str, int, float, bool, type(None)))
-                or (isinstance(value, float) and not math.isfinite(value))
-            ):
-                continue
-            entry[key] = value
+        if access:
+            for key in _ACCESS_FIELDS:
+                if key in event and key not in entry:
+                    entry[key] = event[key]
+        else:
+            for key, value in event.items():
+                if (
+                    key.startswith("log_")
+                    or key in _NOT_EXTRA
+                    or key in entry
+                    or not isinstance(value, (str, int, float, bool, type(None)))
+                    or (isinstance(value, float) and not math.isfinite(value))
+                ):
+                    continue
+                entry[key] = value
         try:
             return self._encode(entry)
         except (TypeError, ValueError) as e:
@@ -274,18 +332,20 @@ class TextFormatter:
 
     def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
         level = event.get("log_level", LogLevel.info)
-        line = (
-            f"{rfc3339(event.get('log_time') or time.time())} "
-            f"{_TEXT_LEVEL.get(level, '-    ')} "
-            f"[{event.get('log_namespace', '-')}] {_message(event)}"
-        )
-        if "http_request" not in event:
+        if "cf_access" in event:
+            message = access_line(event)
+        else:
+            message = _message(event)
             correlation = _correlation(event)
             if correlation.request_id is not None:
-                line = f"{line} [request_id={correlation.request_id}]"
+                message = f"{message} [request_id={correlation.request_id}]"
             elif correlation.trace_id is not None:
-                line = f"{line} [trace={correlation.trace_id}]"
-        return line
+                message = f"{message} [trace={correlation.trace_id}]"
+        return (
+            f"{rfc3339(event.get('log_time') or time.time())} "
+            f"{_TEXT_LEVEL.get(level, '-    ')} "
+            f"[{event.get('log_namespace', '-')}] {message}"
+        )
 
 
 @implementer(ILogObserver)
@@ -315,7 +375,7 @@ class LogObserver:
             if (
                 self._locate
                 and "cf_source" not in event
-                and "http_request" not in event
+                and "cf_access" not in event
                 and "log_failure" not in event
             ):
                 location = _location_from_stack()
@@ -374,6 +434,15 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+#: The fields of an access event copied into its JSON entry.
+_ACCESS_FIELDS = ("method", "path", "status", "response_size", "client_ip", "request_id", "colo", "country")
+
+_ACCESS_LEVEL = (LogLevel.info, LogLevel.warn, LogLevel.error)
+
+#: For observers other than ours (which build the line themselves).
+_ACCESS_FORMAT = '{client_ip} "{method} {path} {protocol}" {status} {response_size}B'
+
+
 def log_access(
     request: Any,
     started: float | None,
@@ -383,8 +452,15 @@ def log_access(
 ) -> None:
     """
     Emit the access log event of a finished request (an L{IRequest} that
-    is a L{twisted.web.http.Request}): one event, at info
-    (warn for 4xx, error for 5xx, as Cloud Run's own request log does).
+    is a L{twisted.web.http.Request}): one event, at info (warn for 4xx,
+    error for 5xx, as Cloud Run's own request log does).
+
+    The event carries plain values (C{method}, C{path}, C{url}, C{status},
+    C{response_size}, C{latency} in seconds, C{client_ip}, C{user_agent},
+    C{referer}, C{protocol}, C{request_id}, and on Cloudflare C{colo} and
+    C{country}); the observers build the text line or the C{httpRequest}
+    object from them only if they write the event.  The request's metadata
+    is used, computed if the handler did not ask for it already.
 
     @param started: when the request began, on the same clock as C{now}, or
         L{None} if unknown.
@@ -392,66 +468,36 @@ def log_access(
     """
     from containerflare._context import ContainerContext
 
-    metadata = ContainerContext.from_request(request).metadata
-    status = int(getattr(request, "code", 200) or 200)
-    method = _text(request.method) or "-"
-    path = _text(request.uri) or "-"
-    protocol = _text(getattr(request, "clientproto", None)) or "HTTP/1.1"
-    size = int(getattr(request, "sentLength", 0) or 0)
-    client_ip = getattr(metadata, "client_ip", None)
-    if client_ip is None:
-        address = request.getClientAddress()
-        client_ip = getattr(address, "host", None)
-    correlation = correlation_for(request)
-    request_id = getattr(metadata, "request_id", None) or correlation.request_id
-
-    http_request: dict[str, Any] = {
-        "requestMethod": method,
-        "requestUrl": getattr(metadata, "raw_url", None) or path,
-        "status": status,
-        "responseSize": str(size),
-        "protocol": protocol,
-    }
-    if started is not None:
-        latency = max(now - started, 0.0)
-        http_request["latency"] = f"{latency:.6f}s"
-        latency_text = f"{latency * 1000:.1f}ms"
-    else:
-        latency_text = "-"
-    if client_ip:
-        http_request["remoteIp"] = client_ip
-    user_agent = request.getHeader(b"user-agent")
-    if user_agent is not None:
-        http_request["userAgent"] = _text(user_agent)
-    referer = request.getHeader(b"referer")
-    if referer is not None:
-        http_request["referer"] = _text(referer)
-
-    line = f'{client_ip or "-"} "{method} {path} {protocol}" {status} {size}B {latency_text}'
+    context = ContainerContext.from_request(request)
+    metadata = context.metadata
+    status = request.code
+    headers = request.requestHeaders
+    user_agent = headers.getRawHeaders(b"user-agent")
+    referer = headers.getRawHeaders(b"referer")
+    path = metadata.path or _text(request.uri)
     event: dict[str, Any] = {
-        "log_level": LogLevel.error if status >= 500 else LogLevel.warn if status >= 400 else LogLevel.info,
+        "log_level": _ACCESS_LEVEL[(status >= 400) + (status >= 500)],
         "log_namespace": "containerflare.access",
         "log_source": None,
-        "log_format": "{access_line}",
+        "log_format": _ACCESS_FORMAT,
         "log_time": time.time(),
-        "access_line": "",
-        "http_request": http_request,
+        "cf_access": True,
         "cf_request": request,
-        "method": method,
+        "method": metadata.method or _text(request.method),
         "path": path,
+        "url": metadata.raw_url or path,
+        "protocol": _text(request.clientproto),
         "status": status,
-        "response_size": size,
-        "client_ip": client_ip,
-        "request_id": request_id,
+        "response_size": request.sentLength,
+        "latency": None if started is None else max(now - started, 0.0),
+        "client_ip": metadata.client_ip,
+        "user_agent": None if user_agent is None else _text(user_agent[0]),
+        "referer": None if referer is None else _text(referer[0]),
+        "request_id": metadata.request_id,
     }
-    extra = f" request_id={request_id}" if request_id else ""
-    if getattr(ContainerContext.from_request(request).platform, "name", None) == "cloudflare":
-        colo = getattr(metadata, "colo", None)
-        country = getattr(metadata, "country", None)
-        event["colo"] = colo
-        event["country"] = country
-        extra += f" colo={colo or '-'} country={country or '-'}"
-    event["access_line"] = line + extra
+    if context.platform.name == "cloudflare":
+        event["colo"] = metadata.colo
+        event["country"] = metadata.country
     (globalLogPublisher if publisher is None else publisher)(event)
 
 

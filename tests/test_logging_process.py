@@ -52,7 +52,11 @@ TRACES = {
 def _get(port: int, path: str, headers: dict[str, str]) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path, headers={**headers, "User-Agent": "logging-test"})
+        conn.request(
+            "GET",
+            path,
+            headers={**headers, "User-Agent": "logging-test", "X-Forwarded-For": "203.0.113.7"},
+        )
         response = conn.getresponse()
         response.read()
         return response.status
@@ -122,7 +126,7 @@ def test_json_mode_on_cloud_run(tmp_path: Path) -> None:
         assert http_request["status"] == 200  # type: ignore[index]
         assert http_request["responseSize"] == "2"  # type: ignore[index]
         assert http_request["userAgent"] == "logging-test"  # type: ignore[index]
-        assert http_request["remoteIp"] == "127.0.0.1"  # type: ignore[index]
+        assert http_request["remoteIp"] == "203.0.113.7"  # type: ignore[index]
         assert str(http_request["latency"]).endswith("s")  # type: ignore[index]
     assert [str(e["message"]).split()[0] for e in by_marker["m3"] if "httpRequest" not in e] == ["async"]
     assert len([e for e in by_marker["m3"] if "httpRequest" in e]) == 1
