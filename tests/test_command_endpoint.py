@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 
-import containerflare.command as command
-from containerflare.command import CommandEndpoint
-from containerflare.command import _bindings, _client, _endpoint, _errors, _messages, _protocol
+from containerflare import command
+from containerflare.command import (
+    CommandEndpoint,
+    _bindings,
+    _client,
+    _endpoint,
+    _errors,
+    _messages,
+    _protocol,
+)
 
 from ._process import ROOT
 

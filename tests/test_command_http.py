@@ -47,7 +47,7 @@ class Host(Resource):
         self.headers: list[Any] = []
         self.slow: list[Any] = []
 
-    def render_POST(self, request: Any) -> Any:  # noqa: N802
+    def render_POST(self, request: Any) -> Any:
         body = json.loads(request.content.read())
         self.bodies.append(body)
         self.headers.append(request.requestHeaders)

@@ -104,7 +104,7 @@ class UnavailableTransport:
 
 
 class _Waiter:
-    __slots__ = ("request", "deferred", "inner")
+    __slots__ = ("deferred", "inner", "request")
 
     def __init__(self, request: CommandRequest) -> None:
         self.request = request
@@ -319,7 +319,7 @@ class _Factory(Factory):
     def __init__(self, build: Callable[[], CommandProtocol]) -> None:
         self._build = build
 
-    def buildProtocol(self, addr: Any) -> CommandProtocol:  # noqa: N802
+    def buildProtocol(self, addr: Any) -> CommandProtocol:
         return self._build()
 
 

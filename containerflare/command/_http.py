@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import treq
+from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,10 +23,12 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-import treq
-from treq.client import HTTPClient
-
-from containerflare.command._client import CLOSE_GRACE, ICommandTransport, _bounded, _follow
+from containerflare.command._client import (
+    CLOSE_GRACE,
+    ICommandTransport,
+    _bounded,
+    _follow,
+)
 from containerflare.command._errors import ProtocolError, TransportClosed
 from containerflare.command._messages import CommandRequest, CommandResponse, _preview
 
@@ -158,13 +162,13 @@ async def _none() -> None:
 
 
 class _Discard:
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
+    def makeConnection(self, transport: Any) -> None:
         transport.stopProducing()
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         pass
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+    def connectionLost(self, reason: Any) -> None:
         pass
 
 

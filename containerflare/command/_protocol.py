@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -49,7 +48,7 @@ class _Slot:
         up (the slot stays until the reply comes, to keep FIFO order).
     """
 
-    __slots__ = ("id", "command", "deferred")
+    __slots__ = ("command", "deferred", "id")
 
     def __init__(self, id: int, command: str, deferred: Deferred[CommandResponse] | None) -> None:
         self.id = id
@@ -94,11 +93,11 @@ class CommandProtocol(LineReceiver):
 
     # -- connection ----------------------------------------------------
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         if self._on_connected is not None:
             self._on_connected(self)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         why = reason.getErrorMessage() if reason is not None else "connection closed"
         self._lost = f"connection to {self.description} lost: {why}"
         self._chunks = []
@@ -199,7 +198,7 @@ class CommandProtocol(LineReceiver):
 
     # -- receiving -----------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         # LineReceiver's own loop hands the rest of the buffer to
         # lineLengthExceeded and loses the lines after an oversized one; this
         # one skips just the oversized line and never holds more than
@@ -244,13 +243,13 @@ class CommandProtocol(LineReceiver):
             else:
                 self.lineReceived(line)
 
-    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802
+    def lineLengthExceeded(self, line: bytes) -> None:
         """
         A reply line was longer than C{MAX_LENGTH}; C{line} is its start.
         """
         self._bad_line(line, f"reply line longer than {self.MAX_LENGTH} bytes")
 
-    def lineReceived(self, line: bytes) -> None:  # noqa: N802
+    def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line.strip():
