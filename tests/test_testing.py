@@ -499,18 +499,26 @@ def test_no_lifecycle_is_ready_at_once() -> None:
     assert stub.fetch("GET", "/").code == 200
 
 
-def test_the_trial_tests_pass_under_trials_runner(tmp_path: Any) -> None:
+def test_the_trial_tests_pass_under_trial(tmp_path: Any) -> None:
     """
-    The trial-style tests above also pass when trial's own runner runs them
-    (not only pytest's unittest support).
+    The trial-style tests above also pass when C{trial} runs them (in a
+    child process: trial's runner fires the reactor's shutdown event, which
+    must not happen to the reactor pytest-twisted runs here).
     """
-    import io
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from twisted.trial.reporter import Reporter
-    from twisted.trial.runner import TestLoader, TrialRunner
-
-    stream = io.StringIO()
-    runner = TrialRunner(Reporter, stream=stream, workingDirectory=str(tmp_path / "_trial_temp"))
-    result = runner.run(TestLoader().loadClass(StubContainerTrialTests))
-    assert result.wasSuccessful(), stream.getvalue()
-    assert result.testsRun == 3
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run(
+        [sys.executable, "-m", "twisted.trial", "tests.test_testing.StubContainerTrialTests"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASSED (successes=3)" in done.stdout, done.stdout
