@@ -212,7 +212,7 @@ def run_reference_host(*, tmp_path: Path, allow: str | None = None) -> Iterator[
         try:
             wait_for_port(lines_port, proc=proc)
             wait_for_port(http_port, proc=proc)
-        except Exception as e:
+        except (RuntimeError, TimeoutError) as e:
             raise RuntimeError(f"{e}\n--- stderr ---\n{stderr_path.read_text(errors='replace')}") from None
         yield lines_port, http_port
     finally:

@@ -265,9 +265,9 @@ def _run(url: str) -> list[tuple[int, Any]]:
         status, headers, data = http("POST", url, body, {"content-type": "application/json"})
         assert headers["content-type"].startswith("application/json")
         reply = json.loads(data)
-        if isinstance(item, dict) and item.get("command") == "d1.query" and "INSERT" not in item["payload"]["sql"]:
-            if reply.get("ok"):
-                reply["payload"]["meta"]["last_row_id"] = "<not an insert>"
+        is_query = isinstance(item, dict) and item.get("command") == "d1.query"
+        if is_query and "INSERT" not in item["payload"]["sql"] and reply.get("ok"):
+            reply["payload"]["meta"]["last_row_id"] = "<not an insert>"
         replies.append((status, _normalize(reply)))
     return replies
 
