@@ -204,6 +204,7 @@ def test_invalid_arguments_fail_the_deferred() -> None:
     assert outcome(client.invoke(None)).check(ProtocolError)  # type: ignore[arg-type]
     assert outcome(client.invoke("ping", timeout=0)).check(ValueError)
     assert outcome(client.invoke("ping", timeout=float("nan"))).check(ValueError)
+    assert outcome(client.invoke("ping", timeout=float("inf"))).check(ValueError)
     assert outcome(client.send("ping")).check(TypeError)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         CommandClient.for_endpoint(CommandEndpoint.parse("disabled"), timeout=-1)

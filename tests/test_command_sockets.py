@@ -27,6 +27,7 @@ from containerflare.command import (
     CommandEndpoint,
     CommandFailure,
     CommandTimeout,
+    ProtocolError,
     TransportClosed,
 )
 
@@ -178,6 +179,28 @@ async def test_host_killed_mid_flight_then_reconnect(host: Host) -> None:
         host.start()
         assert await waiting == "after"
         assert await client.kv("KV").get("missing") is None
+    finally:
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_reply_fails_only_its_request(host: Host) -> None:
+    """
+    A reply line over the client's limit fails the request it answers with
+    ProtocolError; the replies around it still reach their own callers over
+    the same connection.
+    """
+    client = await CommandClient.connect(host.endpoint, timeout=20, max_line_length=4096)
+    try:
+        await client.kv("KV").put("big", "x" * 20_000)
+        calls = [client.invoke("ping", i) for i in range(10)]
+        big = client.kv("KV").get("big")
+        calls += [client.invoke("ping", i) for i in range(10, 20)]
+        with pytest.raises(ProtocolError) as info:
+            await big
+        assert "longer than 4096 bytes" in str(info.value)
+        assert await gatherResults(calls) == list(range(20))
+        assert await client.invoke("ping", "after") == "after"
     finally:
         await client.close()
 

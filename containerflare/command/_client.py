@@ -7,6 +7,7 @@ stdio, TCP, UNIX sockets (reconnecting) or HTTP.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from containerflare.command._endpoint import CommandEndpoint
 from containerflare.command._errors import (
@@ -58,7 +59,7 @@ class ICommandTransport(Interface):
     How a L{CommandClient} reaches its host (private seam).
     """
 
-    description: str
+    description = Attribute("Where the host is, for messages and logs.")
 
     def request(request: CommandRequest) -> Deferred[CommandResponse]:
         """
@@ -693,7 +694,12 @@ def _payload_of(response: CommandResponse, command: str) -> Any:
 
 
 def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     return float(timeout)
 
