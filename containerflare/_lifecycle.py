@@ -130,7 +130,6 @@ def run_bounded(hook: Hook, timeout: float, clock: IReactorTime) -> Deferred[Non
     result ignores cancellation.  A plain function runs to its end in the
     reactor thread, so it cannot be bounded: blocking work belongs in a thread.
     """
-    outcome: Deferred[None]
     running = _call(hook.function)
     if running.called:
         # Already done (a plain function): no timer to leave behind.
@@ -161,7 +160,6 @@ def run_bounded(hook: Hook, timeout: float, clock: IReactorTime) -> Deferred[Non
             outcome.errback(result)
         else:
             outcome.callback(None)
-        return
 
     timer = clock.callLater(timeout, expired)
     running.addBoth(finished)
