@@ -141,7 +141,7 @@ def run_bounded(hook: Hook, timeout: float, clock: IReactorTime) -> Deferred[Non
             timer.cancel()
         running.cancel()
 
-    outcome = Deferred(cancel)
+    outcome: Deferred[None] = Deferred(cancel)
 
     def expired() -> None:
         if not outcome.called:
