@@ -281,3 +281,42 @@ def test_wrangler_config_matches_the_worker() -> None:
     app = (EXAMPLE / "app.py").read_text()
     for name in names:
         assert re.search(rf'^\w+ = "{name}"$', app, re.MULTILINE), name
+
+
+def test_wrangler_accepts_the_config_and_builds_for_linux_amd64(tmp_path: Path) -> None:
+    """
+    The pinned wrangler's own check of wrangler.jsonc and of the Worker
+    bundle (`wrangler deploy --dry-run`), with a stub Docker that records the
+    image build wrangler would run.
+    """
+    docker_log = tmp_path / "docker.log"
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$@" >> "{docker_log}"\nexit 0\n')
+    docker.chmod(0o755)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "WRANGLER_DOCKER_BIN": str(docker),
+        "WRANGLER_SEND_METRICS": "false",
+        "CI": "1",
+    }
+    env.pop("CLOUDFLARE_API_TOKEN", None)
+    result = subprocess.run(
+        [node(), str(EXAMPLE / "node_modules" / "wrangler" / "bin" / "wrangler.js"), "deploy", "--dry-run", "--outdir", str(tmp_path / "out")],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("env.APP_CONTAINER (AppContainer)", "env.KV ", "env.DB ", "env.BUCKET ", "env.QUEUE "):
+        assert line in result.stdout, result.stdout
+    builds = [line.split() for line in docker_log.read_text().splitlines() if line.startswith("build")]
+    assert builds, docker_log.read_text()
+    build = builds[0]
+    assert build[build.index("--platform") + 1] == "linux/amd64"
+    assert build[-1] == str(EXAMPLE)
