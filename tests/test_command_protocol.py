@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
@@ -421,3 +423,52 @@ def test_request_validation() -> None:
     with pytest.raises(ValueError):
         CommandRequest("")
     assert CommandRequest("ping").to_dict() == {"command": "ping", "payload": None}
+
+
+@st.composite
+def _exchanges(draw: Any) -> tuple[int, list[int], set[int], set[int], bool, list[int]]:
+    count = draw(st.integers(1, 12))
+    with_ids = draw(st.booleans())
+    order = draw(st.permutations(range(count))) if with_ids else list(range(count))
+    abandoned = draw(st.sets(st.integers(0, count - 1)))
+    broken = draw(st.sets(st.integers(0, count - 1)))
+    cuts = draw(st.lists(st.integers(1, 40), max_size=30))
+    return count, order, abandoned, broken, with_ids, cuts
+
+
+@given(_exchanges())
+def test_no_caller_ever_gets_another_callers_reply(exchange: Any) -> None:
+    """
+    Whatever the reply order (by id), the FIFO fallback, abandoned requests,
+    unreadable or oversized replies and chunk boundaries: every caller gets
+    its own reply or an error, never someone else's reply.
+    """
+    count, order, abandoned, broken, with_ids, cuts = exchange
+    peer = Peer(max_line_length=200)
+    ds = [peer.proto.send(CommandRequest("ping", i)) for i in range(count)]
+    ids = [r["id"] for r in peer.requests()]
+    for i in abandoned:
+        ds[i].cancel()
+    stream = b""
+    for i in order:
+        if i in broken:
+            prefix = f'{{"id": {ids[i]}, ' if with_ids else "{"
+            # Alternately not JSON and too long.
+            body = prefix + ('"ok": tru' if i % 2 else '"ok": true, "payload": "' + "x" * 300 + '"}')
+            stream += body.encode() + b"\n"
+        else:
+            stream += json.dumps(ok(ids[i] if with_ids else None, i)).encode() + b"\n"
+    position = 0
+    for cut in cuts:
+        peer.proto.dataReceived(stream[position : position + cut])
+        position += cut
+    peer.proto.dataReceived(stream[position:])
+    for i, d in enumerate(ds):
+        result = outcome(d)
+        if i in abandoned:
+            assert isinstance(result, Failure) and result.check(CancelledError)
+        elif i in broken:
+            assert isinstance(result, Failure) and result.check(ProtocolError)
+        else:
+            assert result.payload == i
+    assert peer.proto.in_flight == 0 and peer.proto.abandoned == 0
