@@ -101,7 +101,9 @@ _NOT_EXTRA = frozenset(
 
 # Time -----------------------------------------------------------------------
 
-_second_cache: list[Any] = [None, ""]
+# (second, its formatted prefix): replaced as a whole, so that threads
+# logging at once never pair one second with another's prefix.
+_second_cache: tuple[int, str] = (-1, "")
 
 
 def rfc3339(when: float) -> str:
@@ -109,12 +111,16 @@ def rfc3339(when: float) -> str:
     A UTC timestamp in RFC 3339 with microseconds, e.g.
     C{2026-12-04T16:17:41.123456Z}.
     """
+    global _second_cache
     second = int(when)
-    if _second_cache[0] != second:
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second_cache[0] = second
+    cached = _second_cache
+    if cached[0] == second:
+        prefix = cached[1]
+    else:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache = (second, prefix)
     micros = int((when - second) * 1_000_000)
-    return f"{_second_cache[1]}.{micros:06d}Z"
+    return f"{prefix}.{micros:06d}Z"
 
 
 # Source location ------------------------------------------------------------
