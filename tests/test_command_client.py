@@ -396,7 +396,7 @@ def test_disabled_endpoints_give_unavailable_clients() -> None:
     clock = Clock()
     client = CommandClient.for_endpoint(CommandEndpoint.default("cloud_run", stdin_is_tty=False), reactor=clock)
     assert outcome(client.invoke("ping")).value.reason == "host command channel is not available on Google Cloud Run"
-    d = CommandClient.connect(CommandEndpoint.parse("disabled"), reactor=clock)
+    d = CommandClient.connect("disabled", reactor=clock)
     connected = outcome(d)
     assert isinstance(connected, CommandClient)
     assert outcome(connected.invoke("ping")).check(Unavailable)
@@ -459,3 +459,10 @@ def test_typed_helper_is_reachable_from_the_client(harness: Harness) -> None:
     assert req["command"] == "kv.get" and req["payload"] == {"binding": "KV", "key": "hits"}
     conn.reply(req["id"], {"value": "41", "metadata": None})
     assert outcome(d) == "41"
+
+
+def test_endpoint_text_is_parsed() -> None:
+    with pytest.raises(ValueError, match="'tcp://nowhere'"):
+        CommandClient.for_endpoint("tcp://nowhere")
+    failure = outcome(CommandClient.connect("junk"))
+    assert failure.check(ValueError)

@@ -450,7 +450,7 @@ class CommandClient:
     @classmethod
     def for_endpoint(
         cls,
-        endpoint: CommandEndpoint,
+        endpoint: CommandEndpoint | str,
         *,
         reactor: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -463,6 +463,8 @@ class CommandClient:
         connect in the background and reconnect with backoff; a command
         made before the connection is up waits for it, within its timeout.
 
+        @param endpoint: a L{CommandEndpoint}, or its text for
+            L{CommandEndpoint.parse}.
         @param reactor: the reactor (default: the global one).
         @param timeout: default seconds a command waits for its reply.
         @param max_line_length: longest reply line read on stream
@@ -471,6 +473,8 @@ class CommandClient:
             N (see L{twisted.application.internet.backoffPolicy}).
         """
         _check_timeout(timeout)
+        if isinstance(endpoint, str):
+            endpoint = CommandEndpoint.parse(endpoint)
         if endpoint.kind == "disabled":
             return cls.unavailable(endpoint.reason or "the command channel is disabled")
         if reactor is None:
@@ -500,7 +504,7 @@ class CommandClient:
     @classmethod
     def connect(
         cls,
-        endpoint: CommandEndpoint,
+        endpoint: CommandEndpoint | str,
         *,
         reactor: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
