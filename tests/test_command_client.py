@@ -466,3 +466,16 @@ def test_endpoint_text_is_parsed() -> None:
         CommandClient.for_endpoint("tcp://nowhere")
     failure = outcome(CommandClient.connect("junk"))
     assert failure.check(ValueError)
+
+
+def test_waiting_requests_are_sent_in_order_before_new_ones() -> None:
+    h = Harness()
+    first = h.client.invoke("ping", 1)
+    ready = h.client._when_connected(10)
+    second = h.client.invoke("ping", 2)
+    ready.addCallback(lambda client: client.invoke("ping", 3))
+    conn = h.endpoint.accept()
+    assert [r["payload"] for r in conn.requests()] == [1, 2, 3]
+    for d in (first, second):
+        d.addErrback(lambda f: None)
+    h.close()

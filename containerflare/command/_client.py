@@ -195,9 +195,8 @@ class _LineTransport:
             return
         self.protocol = proto
         _log.info("Command channel connected to {host}", host=self.description)
-        ready, self._ready = self._ready, []
-        for d in ready:
-            d.callback(None)
+        # Waiting requests first, in the order they were made, then whoever
+        # waited for the connection itself (and may send more).
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not proto.writable:
@@ -207,6 +206,9 @@ class _LineTransport:
             waiter.inner = inner = proto.send(waiter.request)
             assert waiter.deferred is not None
             inner.chainDeferred(waiter.deferred)
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.callback(None)
 
     def _lost(self, proto: CommandProtocol, reason: Failure) -> None:
         if self.protocol is proto:
