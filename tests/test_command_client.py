@@ -479,3 +479,9 @@ def test_waiting_requests_are_sent_in_order_before_new_ones() -> None:
     for d in (first, second):
         d.addErrback(lambda f: None)
     h.close()
+
+
+def test_unsendable_payload_fails_at_once_even_while_disconnected(harness: Harness) -> None:
+    d = harness.client.invoke("ping", {"bad": object()})
+    assert outcome(d).check(ProtocolError)
+    assert harness.transport.waiting == 0

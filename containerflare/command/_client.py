@@ -157,6 +157,11 @@ class _LineTransport:
         proto = self.protocol
         if proto is not None and proto.writable:
             return proto.send(request)
+        try:
+            # Fail a payload that cannot be sent now, not after the wait.
+            request.encode(0)
+        except ProtocolError:
+            return fail()
         waiter = _Waiter(request)
 
         def cancel(d: Deferred[CommandResponse]) -> None:
