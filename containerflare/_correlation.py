@@ -16,14 +16,16 @@ How it works:
     the callbacks added I{while a request is being handled} so that they run
     with that request set again.  Callbacks added outside a request are
     stored untouched; outside a request the cost is one context variable
-    read per C{addCallback}.
+    read per C{addCallback}.  Functions sent to Twisted's thread pool
+    (C{deferToThread}, C{callInThread}) from a request get the same
+    treatment: a new thread does not inherit context variables.
   - The request id and trace are resolved from the request's metadata only
     when a log event actually needs them (L{correlation_for}), once per
     request.
 
-Known limits (documented in docs/logging.md): functions run in threads
-(C{deferToThread}) and raw C{reactor.callLater} calls do not carry the
-request; a long-lived background Deferred chain first started from inside a
+Known limits (documented in docs/logging.md): raw C{reactor.callLater}
+calls and threads started by other means do not carry the request; a
+long-lived background Deferred chain first started from inside a
 request keeps that request as its scope, like a task created in a request
 does with contextvars in asyncio.
 """
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
+from twisted.python.threadpool import ThreadPool
 
 if TYPE_CHECKING:
     from twisted.web.iweb import IRequest
@@ -162,10 +165,19 @@ def _bind(function: Any, request: Any) -> Any:
     return in_request
 
 
+def _runs_now(d: Deferred[Any]) -> bool:
+    # A callback added to a Deferred that has its result, is not paused and is
+    # not running its callbacks already runs before addCallback returns, in
+    # the current scope: wrapping it would only cost time (most of Klein's,
+    # for a handler that answers synchronously; see bench/).
+    return bool(d.called) and not d.paused and not getattr(d, "_runningCallbacks", True)
+
+
 def install() -> None:
     """
-    Make Deferred callbacks added while a request is handled run with that
-    request current (see the module docstring).  Idempotent; done by
+    Make Deferred callbacks added, and thread pool functions started, while
+    a request is handled run with that request current (see the module
+    docstring).  Idempotent; done by
     L{ContainerResource} when it is created.
     """
     if _originals:
@@ -179,7 +191,7 @@ def install() -> None:
         self: Deferred[Any], callback: Any, errback: Any = None, *args: Any, **kwargs: Any
     ) -> Any:
         request = _current.get()
-        if request is not None:
+        if request is not None and not _runs_now(self):
             callback = _bind(callback, request)
             if errback is not None:
                 errback = _bind(errback, request)
@@ -187,40 +199,53 @@ def install() -> None:
 
     def addCallback(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         request = _current.get()
-        if request is not None:
+        if request is not None and not _runs_now(self):
             callback = _bind(callback, request)
         return add_callback(self, callback, *args, **kwargs)
 
     def addErrback(self: Deferred[Any], errback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         request = _current.get()
-        if request is not None:
+        if request is not None and not _runs_now(self):
             errback = _bind(errback, request)
         return add_errback(self, errback, *args, **kwargs)
 
     def addBoth(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         request = _current.get()
-        if request is not None:
+        if request is not None and not _runs_now(self):
             callback = _bind(callback, request)
         return add_both(self, callback, *args, **kwargs)
 
-    for name, original, patched in (
-        ("addCallbacks", add_callbacks, addCallbacks),
-        ("addCallback", add_callback, addCallback),
-        ("addErrback", add_errback, addErrback),
-        ("addBoth", add_both, addBoth),
+    call_in_thread = ThreadPool.callInThreadWithCallback
+
+    def callInThreadWithCallback(  # noqa: N802
+        self: ThreadPool, onResult: Any, func: Any, *args: Any, **kwargs: Any  # noqa: N803
+    ) -> None:
+        # deferToThread and callInThread land here: a new thread does not
+        # inherit the caller's context variables.
+        request = _current.get()
+        if request is not None:
+            func = _bind(func, request)
+        call_in_thread(self, onResult, func, *args, **kwargs)
+
+    for owner, name, original, patched in (
+        (Deferred, "addCallbacks", add_callbacks, addCallbacks),
+        (Deferred, "addCallback", add_callback, addCallback),
+        (Deferred, "addErrback", add_errback, addErrback),
+        (Deferred, "addBoth", add_both, addBoth),
+        (ThreadPool, "callInThreadWithCallback", call_in_thread, callInThreadWithCallback),
     ):
         patched.__doc__ = original.__doc__
         patched.__wrapped__ = original  # type: ignore[attr-defined,union-attr]
-        _originals[name] = original
-        setattr(Deferred, name, patched)
+        _originals[name] = (owner, original)
+        setattr(owner, name, patched)
 
 
 def uninstall() -> None:
     """
     Undo L{install} (for tests).
     """
-    for name, original in _originals.items():
-        setattr(Deferred, name, original)
+    for name, (owner, original) in _originals.items():
+        setattr(owner, name, original)
     _originals.clear()
 
 

@@ -490,3 +490,76 @@ def test_bridge_sets_the_level_and_installs_once() -> None:
     uninstall()
     assert root.handlers == []
     assert root.level == logging.NOTSET
+
+
+# Cost: the metadata is computed only when needed, once -----------------------
+
+
+class _CountingProvider:
+    """
+    The generic provider, counting the metadata it builds.
+    """
+
+    def __init__(self) -> None:
+        from containerflare._platforms import GENERIC
+
+        self.wrapped = GENERIC
+        self.name = GENERIC.name
+        self.built = 0
+
+    def detect(self, environ: Any) -> Any:
+        return self.wrapped.detect(environ)
+
+    def platform(self, environ: Any) -> Any:
+        return self.wrapped.platform(environ)
+
+    def request_metadata(self, request: Any, config: Any, now: float) -> Any:
+        self.built += 1
+        return self.wrapped.request_metadata(request, config, now)
+
+
+@pytest.mark.parametrize(
+    ("access_log", "logs", "reads_metadata", "built"),
+    [
+        (False, False, False, 0),  # nothing asks: nothing is parsed
+        (False, True, False, 1),  # a correlated event
+        (True, False, False, 1),  # the access log entry
+        (True, True, True, 1),  # all of them share one
+    ],
+)
+def test_metadata_is_built_only_when_needed_and_once(
+    access_log: bool, logs: bool, reads_metadata: bool, built: int
+) -> None:
+    import attrs
+
+    from containerflare import ContainerContext
+
+    provider = _CountingProvider()
+    config = attrs.evolve(RuntimeConfig.from_environ(JSON_ENV), provider=provider)
+    out = io.StringIO()
+    observer = make_observer(config, out)
+
+    class Handler(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:  # noqa: N802
+            if reads_metadata:
+                ContainerContext.from_request(request).metadata
+            if logs:
+                Logger(observer=observer).info("handled")
+                Logger(observer=observer).info("twice")
+            return b"ok"
+
+    clock = Clock()
+    runtime = Runtime(config, CommandClient.unavailable("test"), clock)
+    site = ContainerSite(ContainerResource(Handler(), runtime), clock=clock, access_log=access_log)
+    globalLogPublisher.addObserver(observer)
+    try:
+        channel = _connect(site)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\nCf-Ray: ray-1\r\n\r\n")  # type: ignore[attr-defined]
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert provider.built == built
+    entries = _entries(out)
+    assert len(entries) == 2 * logs + access_log
+    assert all(e["request_id"] == "ray-1" for e in entries)

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from klein import Klein
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger, globalLogPublisher
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -209,6 +211,16 @@ def test_coroutines_keep_their_request() -> None:
     assert d.called
 
 
+@pytest_twisted.ensureDeferred
+async def test_thread_pool_functions_keep_their_request() -> None:
+    request = object()
+    with request_scope(request):  # type: ignore[arg-type]
+        inside = deferToThread(current_request)
+    outside = deferToThread(current_request)
+    assert await inside is request
+    assert await outside is None
+
+
 def test_callbacks_keep_results_and_arguments() -> None:
     request = object()
     with request_scope(request):  # type: ignore[arg-type]
@@ -281,6 +293,17 @@ def _app(backend_url: str, http: HTTPClient) -> Klein:
         stdlib_log.info("stdlib-async %s", m)
         return b"ok"
 
+    @app.route("/thread")
+    def thread(request: Any) -> Deferred[bytes]:
+        m, delay = marker(request)
+
+        def blocking() -> bytes:
+            time.sleep(delay)
+            stdlib_log.info("stdlib-thread %s", m)
+            return b"ok"
+
+        return deferToThread(blocking)
+
     @app.route("/failure")
     def failure(request: Any) -> Deferred[bytes]:
         m, delay = marker(request)
@@ -297,6 +320,7 @@ _KINDS = {
     "network": ("network",),
     "async": ("async", "stdlib-async"),
     "failure": ("failure",),
+    "thread": ("stdlib-thread",),
 }
 
 
