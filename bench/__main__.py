@@ -87,6 +87,10 @@ def _ratios(results: dict) -> dict[str, dict]:
             for c in runs[x]:
                 ratios[f"http.{x}/{y}.rps.{c}"] = _median_ratio(
                     [r["rps"] for r in runs[x][c]], [r["rps"] for r in runs[y][c]])
+                # Inverse CPU per request: the throughput ratio the server
+                # would show if it had the CPU to itself.
+                ratios[f"http.{x}/{y}.cpu_eff.{c}"] = _median_ratio(
+                    [r["server_cpu_us"] for r in runs[y][c]], [r["server_cpu_us"] for r in runs[x][c]])
                 ratios[f"http.{x}/{y}.p99.{c}"] = _median_ratio(
                     [r["latency_us"]["p99"] for r in runs[x][c]],
                     [r["latency_us"]["p99"] for r in runs[y][c]])
@@ -134,15 +138,16 @@ def _markdown(results: dict) -> str:
     if http:
         conns = next(iter(http["runs"].values())).keys()
         lines += ["| server | " + " | ".join(
-            f"{c} conn req/s | p50 ms | p99 ms" for c in conns) + " | RSS after start MiB | peak RSS MiB |",
-            "|---|" + "---:|---:|---:|" * len(conns) + "---:|---:|"]
+            f"{c} conn req/s | p50 ms | p99 ms | CPU us/req" for c in conns) + " | RSS after start MiB | peak RSS MiB |",
+            "|---|" + "---:|---:|---:|---:|" * len(conns) + "---:|---:|"]
         for key, byconn in http["runs"].items():
             cells = []
             for c in conns:
                 rs = byconn[c]
                 cells += [f"{_med([r['rps'] for r in rs]):.0f}",
                           f"{_med([r['latency_us']['p50'] for r in rs]) / 1000:.2f}",
-                          f"{_med([r['latency_us']['p99'] for r in rs]) / 1000:.2f}"]
+                          f"{_med([r['latency_us']['p99'] for r in rs]) / 1000:.2f}",
+                          f"{_med([r['server_cpu_us'] for r in rs]):.0f}"]
             mem = http["memory"][key]
             cells += [f"{(mem['rss_started_kib'] or 0) / 1024:.1f}", f"{(mem['peak_rss_kib'] or 0) / 1024:.1f}"]
             lines.append(f"| ({key}) {SERVERS[key].label} | " + " | ".join(cells) + " |")

@@ -6,6 +6,7 @@ cold start (launch to first 200).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -131,13 +132,20 @@ def throughput(keys: Sequence[str], connections: Sequence[int], duration: float,
         for r in range(rounds):
             for c in connections:
                 for key in order:
+                    pid = running[key].proc.pid
+                    cpu0 = cpu_seconds(pid)
                     result = wrk(running[key].port, c, duration)
+                    # Server CPU per request: unlike req/s, barely moved by
+                    # other work competing for the machine.
+                    result["server_cpu_us"] = (cpu_seconds(pid) - cpu0) / max(result["requests"], 1) * 1e6
+                    result["loadavg"] = os.getloadavg()[0]
                     result["round"] = r
                     runs[key][str(c)].append(result)
                     bad = sum(result["errors"].values())
                     say(f"  round {r + 1} c={c:<3} {key:<6} {result['rps']:8.0f} req/s  "
                         f"p50 {result['latency_us']['p50'] / 1000:6.2f} ms  "
-                        f"p99 {result['latency_us']['p99'] / 1000:6.2f} ms"
+                        f"p99 {result['latency_us']['p99'] / 1000:6.2f} ms  "
+                        f"server CPU {result['server_cpu_us']:5.0f} us/req"
                         + (f"  ERRORS {result['errors']}" if bad else ""))
             order = order[1:] + order[:1]
         memory = {}

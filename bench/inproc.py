@@ -1,0 +1,129 @@
+"""
+The request path in process, without sockets or a load generator:
+C{python -m bench.inproc [--rounds 5]}.
+
+Each variant runs in its own interpreter (containerflare patches Deferred
+for log correlation once its resource exists, which would slow a bare
+variant measured after it) and pushes the same request through a real
+C{HTTPChannel} on a C{StringTransport} many times; the figure is the
+fastest of several batches, in microseconds of CPU per request.  Much
+steadier than wrk on a shared machine, so it is what decides a small
+change; wrk in C{python -m bench} is what users would see.
+
+Variants:
+  - bare:        Site(Klein app), no access log             (b)
+  - cf:          ContainerSite + ContainerResource, handler reads metadata,
+                 no access log                               (c)
+  - cf-nometa:   as cf, handler does not read metadata
+  - cf-log:      cf with the access log, written by the runtime's own
+                 observer to /dev/null                       (d)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from bench._body import HEADERS
+
+VARIANTS = ("bare", "cf", "cf-nometa", "cf-log")
+
+_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+    + b"".join(f"{k}: {v}\r\n".encode() for k, v in HEADERS.items())
+    + b"\r\n"
+)
+
+
+def _site(variant: str):
+    from bench.app_klein import make_app
+
+    if variant == "bare":
+        from twisted.web.server import Site
+
+        site = Site(make_app(read_metadata=False).resource())
+        site.log = lambda request: None
+        return site
+    from twisted.internet import reactor
+
+    from containerflare import RuntimeConfig
+    from containerflare._context import Runtime
+    from containerflare._site import ContainerResource, ContainerSite
+    from containerflare.command import CommandClient
+
+    config = RuntimeConfig.from_environ({"CONTAINERFLARE_PLATFORM": "cloudflare"})
+    runtime = Runtime(config, CommandClient.unavailable("bench"), reactor)
+    app = make_app(read_metadata=variant != "cf-nometa")
+    access_log = variant == "cf-log"
+    if access_log:
+        from twisted.logger import globalLogBeginner
+
+        from containerflare._logging import make_observer
+
+        sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        globalLogBeginner.beginLoggingTo([make_observer(config, stream=sink)],
+                                         discardBuffer=True, redirectStandardIO=False)
+    return ContainerSite(ContainerResource(app.resource(), runtime), clock=reactor,
+                         access_log=access_log)
+
+
+def measure(variant: str, batch: int, batches: int) -> dict:
+    from twisted.internet.testing import StringTransport
+
+    site = _site(variant)
+    site.startFactory()
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(_REQUEST)
+    first = transport.value()
+    if not first.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{variant}: {first[:300]!r}")
+    times = []
+    for _ in range(batches):
+        t0 = time.process_time()
+        for _ in range(batch):
+            channel.dataReceived(_REQUEST)
+            transport.clear()
+        times.append((time.process_time() - t0) / batch * 1e6)
+    channel.connectionLost(None)
+    return {"best_us": min(times), "median_us": statistics.median(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.inproc")
+    parser.add_argument("--variant", choices=VARIANTS)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--batches", type=int, default=7)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(measure(args.variant, args.batch, args.batches)))
+        return
+    from bench._proc import clean_environ, pin_self
+
+    pin_self()
+    variants = args.variants.split(",")
+    best: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for v in variants:
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.inproc", "--variant", v, "--batch", str(args.batch),
+                 "--batches", str(args.batches)],
+                env=clean_environ(), capture_output=True, text=True, check=True)
+            best[v].append(json.loads(out.stdout.splitlines()[-1])["best_us"])
+        variants = variants[1:] + variants[:1]
+    base = min(best.get("bare", [0])) or None
+    for v, xs in best.items():
+        ratio = f"  bare/{v} {base / min(xs):.2f}" if base else ""
+        print(f"{v:10} {min(xs):7.1f} us/request (best of rounds: {', '.join(f'{x:.1f}' for x in xs)}){ratio}")
+
+
+if __name__ == "__main__":
+    main()
