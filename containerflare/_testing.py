@@ -32,8 +32,8 @@ from zope.interface import implementer
 
 from containerflare import _metadata, _trust
 from containerflare._context import Runtime
-from containerflare._lifecycle import Lifecycle, Readiness, check_health_path
 from containerflare._environ import RuntimeConfig
+from containerflare._lifecycle import Lifecycle, Readiness, check_health_path
 from containerflare._site import ContainerResource
 from containerflare.command._client import CommandClient, ReconnectingTransport
 from containerflare.command._endpoint import CommandEndpoint
@@ -41,9 +41,8 @@ from containerflare.command._host_dispatch import HostError
 from containerflare.command._messages import CommandRequest, CommandResponse, _is_id
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
-    from twisted.internet.interfaces import IProtocolFactory
     from treq.response import _Response as TreqResponse
+    from twisted.internet.interfaces import IProtocolFactory, IReactorTime
     from twisted.web.iweb import IResponse
 
     from containerflare._metadata import RequestMetadata

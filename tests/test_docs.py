@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import doctest
 import inspect
-import unittest
 import re
 import sys
+import unittest
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
