@@ -3,8 +3,8 @@ Every Python sample in the documentation runs, so the docs cannot rot.
 
 Conventions (also described in CONTRIBUTING.md):
 
-    - Each C{```python} block of C{README.md}, C{CONTRIBUTING.md} and
-      C{docs/*.md} is executed, in order, in one namespace per file, in a
+    - Each C{```python} block of C{README.md}, C{CONTRIBUTING.md},
+      C{examples/basic/README.md} and C{docs/*.md} is executed, in order, in one namespace per file, in a
       fresh temporary working directory.
     - A block whose first line is a comment naming a Python file
       (C{# app.py}) is also written to that file, so that later blocks can
@@ -48,7 +48,7 @@ def doc_files() -> list[Path]:
     """
     The pages whose samples are tested.
     """
-    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "examples" / "basic" / "README.md"]
     files.extend(sorted((ROOT / "docs").glob("*.md")))
     return [f for f in files if f.is_file()]
 
