@@ -530,16 +530,31 @@ _TO_STDLIB_LEVEL = {
 }
 
 
+#: At most this many records are kept for L{StdlibBridge.early}.
+_EARLY_LIMIT = 1000
+
+
 class StdlibBridge(logging.Handler):
     """
     A C{logging} handler that turns each record into one twisted.logger
     event, with its source location and, for C{exc_info}, its traceback as
     the event's failure.
+
+    @ivar early: while not L{None}, the events published so far (at most
+        1000): installed before twistd starts logging, the bridge keeps them
+        so that they can still be shown if start-up fails before (twistd
+        buffers events until then and drops them if it never starts).
     """
 
-    def __init__(self, publisher: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        publisher: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        keep_early: bool = False,
+    ) -> None:
         super().__init__()
         self.publisher = publisher
+        self.early: list[dict[str, Any]] | None = [] if keep_early else None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -565,6 +580,9 @@ class StdlibBridge(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 _, value, tb = record.exc_info
                 event["log_failure"] = Failure(value, type(value), tb)
+            early = self.early
+            if early is not None and len(early) < _EARLY_LIMIT:
+                early.append(event)
             publisher = self.publisher
             (globalLogPublisher if publisher is None else publisher)(event)
         except Exception:
@@ -575,33 +593,47 @@ def install_stdlib_bridge(
     level: str = "info",
     publisher: LogPublisher | Callable[[dict[str, Any]], None] | None = None,
     root: logging.Logger | None = None,
-) -> Callable[[], None]:
+    *,
+    keep_early: bool = False,
+) -> Callable[..., None]:
     """
     Send the standard library's log records to twisted.logger, so that they
     get the same format, level and request correlation.
 
-    Done by the twistd service when it starts, not when containerflare is
-    imported.  An app that configured C{logging} itself (the root logger has
-    handlers) keeps its own configuration: nothing is installed.
+    Done by the runtime (twistd containerflare before it imports the app,
+    the service when it starts), not when containerflare is imported.  An
+    app that configured C{logging} itself (the root logger has handlers)
+    keeps its own configuration: nothing is installed.  Installing again is
+    a no-op that ends the bridge's early phase (logging has begun).
 
     @param level: the configured level (C{config.log_level}); records below
         it are dropped by C{logging} before any work.
-    @return: a function that removes the bridge again.
+    @param keep_early: keep the events until installed again (see
+        L{StdlibBridge.early}).
+    @return: a function that removes the bridge again; given
+        C{replay_to=observer}, it first hands that observer the events kept
+        (for a start-up that fails before logging begins).
     """
     root = logging.getLogger() if root is None else root
     if any(not isinstance(h, StdlibBridge) for h in root.handlers):
         Logger(namespace=__name__).info(
             "The app configured the logging module itself: its records are not bridged"
         )
-        return lambda: None
-    if root.handlers:  # already bridged
-        return lambda: None
-    handler = StdlibBridge(publisher)
+        return lambda replay_to=None: None
+    if root.handlers:  # already bridged: logging has begun
+        for bridge in root.handlers:
+            bridge.early = None  # type: ignore[attr-defined]
+        return lambda replay_to=None: None
+    handler = StdlibBridge(publisher, keep_early=keep_early)
     previous = root.level
     root.addHandler(handler)
     root.setLevel(_TO_STDLIB_LEVEL[level])
 
-    def uninstall() -> None:
+    def uninstall(replay_to: Callable[[dict[str, Any]], None] | None = None) -> None:
+        early, handler.early = handler.early, None
+        if replay_to is not None and early:
+            for event in early:
+                replay_to(event)
         root.removeHandler(handler)
         root.setLevel(previous)
 

@@ -563,3 +563,23 @@ def test_metadata_is_built_only_when_needed_and_once(
     entries = _entries(out)
     assert len(entries) == 2 * logs + access_log
     assert all(e["request_id"] == "ray-1" for e in entries)
+
+
+def test_bridge_keeps_early_records_until_logging_begins() -> None:
+    root = logging.Logger("test-root")
+    published: list[dict[str, Any]] = []
+    uninstall = install_stdlib_bridge("info", published.append, root=root, keep_early=True)
+    root.warning("while importing")
+    replayed: list[dict[str, Any]] = []
+    uninstall(replay_to=replayed.append)
+    assert [e["log_text"] for e in replayed] == ["while importing"]
+    assert root.handlers == []
+
+    # Installed again (the service starting): the early phase ends.
+    uninstall = install_stdlib_bridge("info", published.append, root=root, keep_early=True)
+    install_stdlib_bridge("info", published.append, root=root)
+    root.warning("after start")
+    replayed.clear()
+    uninstall(replay_to=replayed.append)
+    assert replayed == []
+    assert [e["log_text"] for e in published] == ["while importing", "after start"]

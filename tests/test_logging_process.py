@@ -165,3 +165,25 @@ def test_text_mode_without_access_log(tmp_path: Path) -> None:
     # The traceback follows its message on the next lines.
     index = next(i for i, line in enumerate(lines) if " ERROR [logging_app] exception t1" in line)
     assert lines[index + 1] == "Traceback (most recent call last):"
+
+
+def test_import_time_records_survive_a_failed_start(tmp_path: Path) -> None:
+    """
+    twistd buffers events until it starts logging and drops them if it
+    never starts: what a broken app logged while being imported is still
+    shown.
+    """
+    (tmp_path / "broken_app.py").write_text(
+        "import logging\n"
+        "logging.getLogger('broken_app').warning('DATABASE_URL is not set')\n"
+        "raise RuntimeError('cannot start')\n"
+    )
+    with run_twistd(
+        "broken_app:app", cwd=tmp_path, env={"K_SERVICE": "svc"}, wait=False, tmp_path=tmp_path
+    ) as child:
+        assert child.wait() != 0
+        stderr = child.stderr()
+    [entry] = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert entry["message"] == "DATABASE_URL is not set"
+    assert entry["severity"] == "WARNING"
+    assert "cannot start" in stderr + child.stdout()
