@@ -475,14 +475,17 @@ def log_access(
     from containerflare._context import ContainerContext
 
     context = ContainerContext.from_request(request)
-    metadata = context.metadata
     status = request.code
+    level = _ACCESS_LEVEL[(status >= 400) + (status >= 500)]
+    if _PRIORITY[level] < _PRIORITY[_LEVELS[context.config.log_level]]:
+        return  # filtered out anyway: compute nothing
+    metadata = context.metadata
     headers = request.requestHeaders
     user_agent = headers.getRawHeaders(b"user-agent")
     referer = headers.getRawHeaders(b"referer")
     path = metadata.path or _text(request.uri)
     event: dict[str, Any] = {
-        "log_level": _ACCESS_LEVEL[(status >= 400) + (status >= 500)],
+        "log_level": level,
         "log_namespace": "containerflare.access",
         "log_source": None,
         "log_format": _ACCESS_FORMAT,

@@ -583,3 +583,27 @@ def test_bridge_keeps_early_records_until_logging_begins() -> None:
     uninstall(replay_to=replayed.append)
     assert replayed == []
     assert [e["log_text"] for e in published] == ["while importing", "after start"]
+
+
+@pytest.mark.parametrize(("level", "logged"), [("info", [200, 404, 500]), ("warn", [404, 500]), ("error", [500])])
+def test_access_log_below_the_level_costs_nothing(
+    events: list[dict[str, Any]], level: str, logged: list[int]
+) -> None:
+    import attrs
+
+    provider = _CountingProvider()
+    config = attrs.evolve(
+        RuntimeConfig.from_environ({"CONTAINERFLARE_LOG_LEVEL": level}), provider=provider
+    )
+    clock = Clock()
+    pending = _Pending()
+    runtime = Runtime(config, CommandClient.unavailable("test"), clock)
+    site = ContainerSite(ContainerResource(pending, runtime), clock=clock)
+    channel = _connect(site)
+    for code in (200, 404, 500):
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")  # type: ignore[attr-defined]
+        request = pending.requests[-1]
+        request.setResponseCode(code)
+        request.finish()
+    assert [e["status"] for e in _access(events)] == logged
+    assert provider.built == len(logged)
