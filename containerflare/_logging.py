@@ -631,12 +631,19 @@ def install_stdlib_bridge(
     previous = root.level
     root.addHandler(handler)
     root.setLevel(_TO_STDLIB_LEVEL[level])
+    # Warnings raised before twistd takes them over (while the app is
+    # imported) would otherwise be printed as plain text on stderr.
+    capture = root is logging.getLogger()
+    if capture:
+        logging.captureWarnings(True)
 
     def uninstall(replay_to: Callable[[dict[str, Any]], None] | None = None) -> None:
         early, handler.early = handler.early, None
         if replay_to is not None and early:
             for event in early:
                 replay_to(event)
+        if capture:
+            logging.captureWarnings(False)
         root.removeHandler(handler)
         root.setLevel(previous)
 

@@ -90,6 +90,8 @@ def test_json_mode_on_cloud_run(tmp_path: Path) -> None:
     assert len(imported) == 1
     assert imported[0]["severity"] == "WARNING"
     assert "logging.googleapis.com/trace" not in imported[0]
+    [warned] = [e for e in entries if "import-time warning" in str(e["message"])]
+    assert warned["severity"] == "WARNING"
 
     by_marker: dict[str, list[dict[str, object]]] = {m: [] for m in TRACES}
     for entry in entries:

@@ -3,6 +3,7 @@ A Klein app that logs every way an app can, for the logging process tests.
 """
 
 import logging
+import warnings
 
 from klein import Klein
 from twisted.internet import reactor
@@ -12,6 +13,7 @@ from twisted.logger import Logger
 log = Logger(namespace="logging_app")
 stdlib = logging.getLogger("logging_app")
 stdlib.warning("imported")  # before the service starts
+warnings.warn("import-time warning", UserWarning, stacklevel=1)
 
 app = Klein()
 
