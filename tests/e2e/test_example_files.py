@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -226,21 +227,25 @@ def test_cloudflare_deploy(tmp_path: Path) -> None:
 
 
 def test_cloudflare_without_docker_says_so(tmp_path: Path) -> None:
+    # A PATH with npm and the few tools the script needs, and no docker.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "npm").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "npm").chmod(0o755)
+    for tool in ("dirname",):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
     result = subprocess.run(
-        ["bash", str(EXAMPLE / "deploy_cloudflare.sh")],
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        [shutil.which("bash") or "/bin/bash", str(EXAMPLE / "deploy_cloudflare.sh")],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    if (Path("/usr/bin/docker")).exists() or (Path("/bin/docker")).exists():
-        pytest.fail("this test expects no docker in /usr/bin or /bin")
-    assert result.returncode != 0 and "docker is required" in result.stderr
+    assert result.returncode != 0
+    assert "docker is required" in result.stderr, result.stderr
 
 
 # --- npm pins and the wrangler configuration -----------------------------------------
