@@ -13,13 +13,15 @@ request id and trace: see L{containerflare._correlation}.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import sys
 import time
 from traceback import format_exception
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 from twisted.logger import (
@@ -648,3 +650,62 @@ def install_stdlib_bridge(
         root.setLevel(previous)
 
     return uninstall
+
+
+class _StdoutToLog(io.TextIOBase):
+    """
+    A stand-in for C{sys.stdout} while the app is imported: each line
+    printed becomes a record of the C{stdout} logger (at info), so that it
+    reaches the log, and never the stdio command channel.
+    """
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._partial = ""
+        self._busy = False
+        self._logger = logging.getLogger("stdout")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self._busy:
+            # A logging handler that writes to this very stream (one made
+            # with StreamHandler(sys.stdout) during the import): stderr.
+            if sys.__stderr__ is not None:
+                sys.__stderr__.write(text)
+            return len(text)
+        lines = (self._partial + str(text)).split("\n")
+        self._partial = lines.pop()
+        self._busy = True
+        try:
+            for line in lines:
+                self._logger.info("%s", line)
+        finally:
+            self._busy = False
+        return len(text)
+
+    def close_partial(self) -> None:
+        if self._partial:
+            partial, self._partial = self._partial, ""
+            self.write(partial + "\n")
+
+
+@contextmanager
+def stdout_to_log() -> Iterator[None]:
+    """
+    Send what is printed in a block (the app's import) to the log instead of
+    stdout: twistd only redirects standard output once it starts logging.
+    Code that kept a reference to the stand-in keeps logging through it.
+    """
+    stand_in = _StdoutToLog()
+    previous, sys.stdout = sys.stdout, stand_in  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        stand_in.close_partial()
+        if sys.stdout is stand_in:
+            sys.stdout = previous
+

@@ -607,3 +607,34 @@ def test_access_log_below_the_level_costs_nothing(
         request.finish()
     assert [e["status"] for e in _access(events)] == logged
     assert provider.built == len(logged)
+
+
+def test_print_while_importing_goes_to_the_log(capsys: pytest.CaptureFixture[str]) -> None:
+    from containerflare._logging import stdout_to_log
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    stdout_logger = logging.getLogger("stdout")
+    stdout_logger.addHandler(keep)
+    stdout_logger.setLevel(logging.INFO)
+    try:
+        with stdout_to_log():
+            print("one\ntwo", end="")
+            print(" halves")
+            # A handler made now on "sys.stdout" would loop: it reaches stderr.
+            echo = logging.StreamHandler(sys.stdout)
+            stdout_logger.addHandler(echo)
+            print("echoed")
+            stdout_logger.removeHandler(echo)
+            print("partial", end="")
+    finally:
+        stdout_logger.removeHandler(keep)
+        stdout_logger.setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in records] == ["one", "two halves", "echoed", "partial"]
+    captured = capsys.readouterr()
+    assert captured.out == ""

@@ -92,6 +92,8 @@ def test_json_mode_on_cloud_run(tmp_path: Path) -> None:
     assert "logging.googleapis.com/trace" not in imported[0]
     [warned] = [e for e in entries if "import-time warning" in str(e["message"])]
     assert warned["severity"] == "WARNING"
+    [printed] = [e for e in entries if e["message"] == "printed while importing"]
+    assert printed["logger"] == "stdout"
 
     by_marker: dict[str, list[dict[str, object]]] = {m: [] for m in TRACES}
     for entry in entries:
@@ -178,6 +180,7 @@ def test_import_time_records_survive_a_failed_start(tmp_path: Path) -> None:
     (tmp_path / "broken_app.py").write_text(
         "import logging\n"
         "logging.getLogger('broken_app').warning('DATABASE_URL is not set')\n"
+        "print('connecting', end='')\n"
         "raise RuntimeError('cannot start')\n"
     )
     with run_twistd(
@@ -185,7 +188,10 @@ def test_import_time_records_survive_a_failed_start(tmp_path: Path) -> None:
     ) as child:
         assert child.wait() != 0
         stderr = child.stderr()
-    [entry] = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    assert entry["message"] == "DATABASE_URL is not set"
-    assert entry["severity"] == "WARNING"
+    entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [(e["severity"], e["message"]) for e in entries] == [
+        ("WARNING", "DATABASE_URL is not set"),
+        ("INFO", "connecting"),
+    ]
+    assert "connecting" not in child.stdout()
     assert "cannot start" in stderr + child.stdout()

@@ -14,6 +14,7 @@ log = Logger(namespace="logging_app")
 stdlib = logging.getLogger("logging_app")
 stdlib.warning("imported")  # before the service starts
 warnings.warn("import-time warning", UserWarning, stacklevel=1)
+print("printed while importing")
 
 app = Klein()
 
