@@ -161,11 +161,12 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--command-endpoint: {e}") from None
         # Before the app is imported, so that its import-time records from
         # the logging module are formatted like every other line.
-        from containerflare._logging import install_stdlib_bridge, make_observer
+        from containerflare._logging import install_stdlib_bridge, make_observer, stdout_to_log
 
         remove_bridge = install_stdlib_bridge(self["config"].log_level, keep_early=True)
         try:
-            self["resource"] = load_app(self["app"])
+            with stdout_to_log():  # stdout may become the stdio command channel
+                self["resource"] = load_app(self["app"])
         except usage.UsageError:
             # twistd exits before it starts logging: show what the app logged.
             remove_bridge(replay_to=make_observer(self["config"]))
