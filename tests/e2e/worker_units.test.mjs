@@ -125,3 +125,16 @@ test("an unexpected binding failure is internal_error, with a log line", async (
   assert.equal(lines.length, 1);
   assert.match(lines[0], /boom/);
 });
+
+test("r2.delete: a null key or keys counts as absent", async () => {
+  const deleted = [];
+  const bucket = { head() {}, get() {}, put() {}, list() {}, createMultipartUpload() {}, async delete(k) { deleted.push(k); } };
+  const env = { BUCKET: bucket, CONTAINERFLARE_ALLOWED_BINDINGS: "BUCKET" };
+  const one = await dispatch({ command: "r2.delete", payload: { binding: "BUCKET", key: "a", keys: null } }, env);
+  assert.equal(one.ok, true);
+  const many = await dispatch({ command: "r2.delete", payload: { binding: "BUCKET", key: null, keys: ["b", "c"] } }, env);
+  assert.equal(many.ok, true);
+  assert.deepEqual(deleted, ["a", ["b", "c"]]);
+  const neither = await dispatch({ command: "r2.delete", payload: { binding: "BUCKET", key: null } }, env);
+  assert.deepEqual(neither.payload, { code: "bad_request" });
+});

@@ -398,13 +398,15 @@ const COMMANDS = {
   async "r2.delete"(payload, env) {
     const f = new Fields("r2.delete", payload, ["binding", "key", "keys"]);
     const name = f.binding();
+    // As every optional field, null means absent.
+    const key = f.value("key") ?? null;
+    const keys = f.value("keys") ?? null;
     let target;
-    if (f.has("key") === f.has("keys")) {
+    if ((key === null) === (keys === null)) {
       throw badRequest("r2.delete: give exactly one of 'key' and 'keys'");
-    } else if (f.has("key")) {
-      target = r2Key(f, f.value("key"));
+    } else if (key !== null) {
+      target = r2Key(f, key);
     } else {
-      const keys = f.value("keys");
       if (!Array.isArray(keys) || keys.length < 1 || keys.length > 1000) {
         throw f.fail("keys", "a list of 1 to 1000 keys");
       }
