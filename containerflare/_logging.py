@@ -19,20 +19,20 @@ import logging
 import math
 import sys
 import time
-from traceback import format_exception
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from traceback import format_exception
 from typing import IO, TYPE_CHECKING, Any
 
 from twisted.logger import (
     ILogObserver,
+    Logger,
+    LoggingFile,
     LogLevel,
     LogPublisher,
     formatEvent,
     globalLogPublisher,
 )
-from twisted.logger._io import LoggingFile
-from twisted.logger._logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
