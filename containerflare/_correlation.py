@@ -5,8 +5,9 @@ request id and trace without the request being passed around.
 
 How it works:
 
-  - L{ContainerResource.render} runs the app's resource inside
-    L{request_scope}: a L{ContextVar} holds the request (nothing is parsed).
+  - A request of L{ContainerSite} is processed (resource traversal and
+    rendering) with a L{ContextVar} holding it; L{ContainerResource.render}
+    does the same for requests of other sites.  Nothing is parsed.
   - Synchronous code sees it directly, and so do coroutines started then:
     L{Deferred.fromCoroutine} / L{ensureDeferred} copy the context.
   - Plain L{Deferred} callbacks do B{not} run in the context they were added
