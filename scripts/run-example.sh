@@ -40,8 +40,10 @@ done
 
 echo "serving examples/basic on http://127.0.0.1:${PORT} (command host on 127.0.0.1:${HOST_PORT})" >&2
 cd examples/basic
-PORT=$PORT CF_CMD_ENDPOINT="tcp://127.0.0.1:${HOST_PORT}" \
-  "$ROOT/.venv/bin/twistd" -n --pidfile= containerflare --app app:app &
+# The option, not CF_CMD_ENDPOINT: that variable would make the runtime
+# believe it runs on Cloudflare.
+PORT=$PORT "$ROOT/.venv/bin/twistd" -n --pidfile= containerflare --app app:app \
+  --command-endpoint "tcp://127.0.0.1:${HOST_PORT}" &
 APP_PID=$!
 trap 'kill -TERM "$APP_PID" 2>/dev/null || true' INT TERM
 wait "$APP_PID" || true
