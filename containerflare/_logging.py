@@ -270,6 +270,19 @@ class JSONFormatter:
         self.project_id = project_id
         self._encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
+    def unformattable(self, error: Exception) -> str:
+        """
+        The entry written for an event that could not be formatted.
+        """
+        return self._encode(
+            {
+                "severity": "ERROR",
+                "message": f"unformattable log event: {error!r}",
+                "time": rfc3339(time.time()),
+                "logger": __name__,
+            }
+        )
+
     def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
         level = event.get("log_level", LogLevel.info)
         access = "cf_access" in event
@@ -338,6 +351,12 @@ class TextFormatter:
     lines after it): C{TIME LEVEL [namespace] message [request_id=...]}.
     """
 
+    def unformattable(self, error: Exception) -> str:
+        """
+        The line written for an event that could not be formatted.
+        """
+        return f"{rfc3339(time.time())} ERROR [{__name__}] unformattable log event: {error!r}"
+
     def __call__(self, event: Mapping[str, Any], location: dict[str, Any] | None = None) -> str:
         level = event.get("log_level", LogLevel.info)
         if "cf_access" in event:
@@ -389,7 +408,7 @@ class LogObserver:
                 location = _location_from_stack()
             text = self.formatter(event, location)
         except Exception as e:  # a broken event must not break logging
-            text = f"unformattable log event: {e!r}"
+            text = self.formatter.unformattable(e)
         try:
             self.stream.write(text + "\n")
             self.stream.flush()

@@ -117,6 +117,14 @@ def test_failure_is_one_entry_with_its_traceback() -> None:
     assert entry["logging.googleapis.com/sourceLocation"]["function"] == "broken"
 
 
+class _Unprintable:
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("no")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no")
+
+
 def test_every_line_is_json_whatever_the_event() -> None:
     log, out = _observer()
     log.info("braces {unclosed", x=1)
@@ -128,8 +136,13 @@ def test_every_line_is_json_whatever_the_event() -> None:
     observer = log.observer
     observer({"log_format": "bare", "log_level": "not a level", "log_time": 0})
     observer({})
+    observer({1: "a key that is not a string", "log_format": "x"})  # type: ignore[dict-item]
+    observer({"log_format": "{bad}", "bad": _Unprintable()})
     entries = _entries(out)
-    assert len(entries) == 8
+    assert len(entries) == 10
+    assert entries[8]["severity"] == "ERROR"
+    assert entries[8]["message"].startswith("unformattable log event")
+    assert "Unable to format event" in entries[9]["message"]
     assert "v" not in entries[2]  # NaN is not JSON
     assert "inf" not in entries[2]
     assert entries[3]["message"] == "non-ascii é ✓ and\nnewlines"
