@@ -81,7 +81,8 @@ def _ratios(results: dict) -> dict[str, dict]:
     http = results.get("http")
     if http:
         runs = http["runs"]
-        for x, y in [("c", "b"), ("d", "b"), ("c", "e"), ("a", "b"), ("b", "e"), ("b_str", "b"), ("d", "c")]:
+        for x, y in [("c", "b"), ("d", "b"), ("c", "e"), ("d_run", "b"), ("a", "b"), ("b", "e"),
+                     ("b_str", "b"), ("d", "c")]:
             if x not in runs or y not in runs:
                 continue
             for c in runs[x]:
@@ -195,8 +196,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--connections", default="1,50")
-    parser.add_argument("--servers", default="a,b,c,d,e,b_str",
-                        help="servers to load, among a,b,c,d,e,b_str")
+    parser.add_argument("--servers", default="a,b,c,d,d_run,e,b_str",
+                        help="servers to load, among a,b,c,d,d_run,e,b_str")
     parser.add_argument("--cold-runs", type=int, default=7, help="cold starts per server (default 7)")
     parser.add_argument("--cold-servers", default="b,t,c,e")
     parser.add_argument("--command-duration", type=float, default=2.0)

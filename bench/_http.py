@@ -40,10 +40,11 @@ def _containerflare(access_log: bool) -> Callable[[int], list[str]]:
     return argv
 
 
-def _containerflare_env(port: int) -> dict[str, str]:
-    # Generic platform; no command channel, so stdin (/dev/null here) is not
-    # read as one.  HTTP work only.
-    return {"PORT": str(port), "CF_CONTAINER_ADDR": "127.0.0.1", "CF_CMD_ENDPOINT": "disabled"}
+def _containerflare_env(port: int, platform: str = "cloudflare") -> dict[str, str]:
+    # Cloudflare Containers (text log lines with colo/country); no command
+    # channel, so stdin (/dev/null here) is not read as one: HTTP work only.
+    return {"PORT": str(port), "CF_CONTAINER_ADDR": "127.0.0.1", "CF_CMD_ENDPOINT": "disabled",
+            "CONTAINERFLARE_PLATFORM": platform}
 
 
 SERVERS: dict[str, Server] = {
@@ -57,6 +58,8 @@ SERVERS: dict[str, Server] = {
                _containerflare(False), _containerflare_env),
         Server("d", "(c) with the default access log",
                _containerflare(True), _containerflare_env),
+        Server("d_run", "(d) on Cloud Run: JSON access log (httpRequest)",
+               _containerflare(True), lambda p: _containerflare_env(p, "cloud_run")),
         Server("e", "Starlette on uvicorn (asyncio, h11, no access log)",
                lambda p: [PYTHON, "-m", "uvicorn", "bench.app_starlette:app",
                           "--host", "127.0.0.1", "--port", str(p), "--no-access-log",

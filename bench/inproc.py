@@ -10,6 +10,9 @@ fastest of several batches, in microseconds of CPU per request.  Much
 steadier than wrk on a shared machine, so it is what decides a small
 change; wrk in C{python -m bench} is what users would see.
 
+C{--instructions} counts instructions per request under valgrind instead:
+exact and repeatable whatever else runs on the machine.
+
 Variants:
   - bare:        Site(Klein app), no access log             (b)
   - cf:          ContainerSite + ContainerResource, handler reads metadata,
@@ -17,6 +20,7 @@ Variants:
   - cf-nometa:   as cf, handler does not read metadata
   - cf-log:      cf with the access log, written by the runtime's own
                  observer to /dev/null                       (d)
+  - cf-log-json: cf-log on Cloud Run: JSON lines             (d_run)
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import time
 
 from bench._body import HEADERS
 
-VARIANTS = ("bare", "cf", "cf-nometa", "cf-log")
+VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -56,10 +60,11 @@ def _site(variant: str):
     from containerflare._site import ContainerResource, ContainerSite
     from containerflare.command import CommandClient
 
-    config = RuntimeConfig.from_environ({"CONTAINERFLARE_PLATFORM": "cloudflare"})
+    platform = "cloud_run" if variant == "cf-log-json" else "cloudflare"
+    config = RuntimeConfig.from_environ({"CONTAINERFLARE_PLATFORM": platform})
     runtime = Runtime(config, CommandClient.unavailable("bench"), reactor)
     app = make_app(read_metadata=variant != "cf-nometa")
-    access_log = variant == "cf-log"
+    access_log = variant.startswith("cf-log")
     if access_log:
         from twisted.logger import globalLogBeginner
 
@@ -95,6 +100,30 @@ def measure(variant: str, batch: int, batches: int) -> dict:
     return {"best_us": min(times), "median_us": statistics.median(times)}
 
 
+def _instructions(variant: str, batch: int) -> int:
+    """
+    Instructions executed by a child that serves C{batch} requests (after
+    one warm-up request), counted by valgrind.
+    """
+    import re
+
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-m", "bench.inproc", "--variant", variant, "--batch", str(batch),
+         "--batches", "1"],
+        env=_env(), capture_output=True, text=True, check=True)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if match is None:
+        raise RuntimeError(out.stderr[-2000:])
+    return int(match.group(1).replace(",", ""))
+
+
+def _env() -> dict[str, str]:
+    from bench._proc import clean_environ
+
+    return clean_environ()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc")
     parser.add_argument("--variant", choices=VARIANTS)
@@ -102,7 +131,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=7)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per request with valgrind instead of timing "
+                        "(deterministic; apt-get install valgrind)")
     args = parser.parse_args()
+    if args.instructions:
+        # Two runs per variant; the difference divided by the difference in
+        # requests cancels start-up and imports.
+        small, large = 200, 1200
+        base = None
+        for v in args.variants.split(","):
+            per_request = (_instructions(v, large) - _instructions(v, small)) / (large - small)
+            base = base or (per_request if v == "bare" else None)
+            extra = f"  {per_request / base:.3f} x bare" if base else ""
+            print(f"{v:10} {per_request / 1000:8.1f} k instructions/request{extra}", flush=True)
+        return
     if args.variant:
         print(json.dumps(measure(args.variant, args.batch, args.batches)))
         return
