@@ -152,6 +152,12 @@ def _markdown(results: dict) -> str:
             mem = http["memory"][key]
             cells += [f"{(mem['rss_started_kib'] or 0) / 1024:.1f}", f"{(mem['peak_rss_kib'] or 0) / 1024:.1f}"]
             lines.append(f"| ({key}) {SERVERS[key].label} | " + " | ".join(cells) + " |")
+        for key, byconn in http["runs"].items():
+            for c, rs in byconn.items():
+                bad = [r for r in rs if sum(r["errors"].values())]
+                if bad:
+                    lines.append(f"\n**({key}) at {c} connections had errors** (status = non-2xx): "
+                                 + "; ".join(str(r["errors"]) for r in bad))
         lines.append("")
     cold = results.get("cold")
     if cold:

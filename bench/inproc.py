@@ -21,6 +21,7 @@ Variants:
   - cf-log:      cf with the access log, written by the runtime's own
                  observer to /dev/null                       (d)
   - cf-log-json: cf-log on Cloud Run: JSON lines             (d_run)
+  - bare-str:    bare, the handler returning str (chunked)   (b_str)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 
 from bench._body import HEADERS
 
-VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json")
+VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json", "bare-str")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -47,10 +48,10 @@ _REQUEST = (
 def _site(variant: str):
     from bench.app_klein import make_app
 
-    if variant == "bare":
+    if variant in ("bare", "bare-str"):
         from twisted.web.server import Site
 
-        site = Site(make_app(read_metadata=False).resource())
+        site = Site(make_app(read_metadata=False, as_str=variant == "bare-str").resource())
         site.log = lambda request: None
         return site
     from twisted.internet import reactor
