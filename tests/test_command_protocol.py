@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -65,6 +65,20 @@ def outcome(d: Deferred[Any]) -> Any:
     d.addBoth(results.append)
     assert results, "the Deferred has not fired"
     return results[0]
+
+
+def settled(d: Deferred[Any]) -> Any:
+    """
+    What C{d} fired with (a Failure for errors, consumed so it is not logged
+    as unhandled), or C{PENDING}: unlike L{outcome}, it does not fail, so all
+    outcomes can be gathered before asserting anything.
+    """
+    results: list[Any] = []
+    d.addBoth(results.append)
+    return results[0] if results else PENDING
+
+
+PENDING = "<still pending>"
 
 
 def pending(d: Deferred[Any]) -> bool:
@@ -346,6 +360,27 @@ def test_oversized_line_split_so_that_the_limit_is_crossed_at_the_newline() -> N
     assert outcome(second).payload == "two"
 
 
+@pytest.mark.parametrize("split", [1, 5, 8, 60])
+def test_oversized_line_whose_id_came_in_an_earlier_chunk_fails_its_own_request(split: int) -> None:
+    """
+    The id is read from the start of the line, even when that start was
+    held from an earlier chunk and the limit is crossed in the chunk that
+    also holds the newline.  (It used to look at the held bytes only, found
+    no id and failed the oldest request instead.)
+    """
+    peer = Peer(max_line_length=100)
+    first = peer.proto.send(CommandRequest("ping", 1))
+    second = peer.proto.send(CommandRequest("ping", 2))
+    big = json.dumps(ok(2, "y" * 300)).encode()
+    # The first part stays under the limit, so it is held, not yet judged.
+    peer.proto.dataReceived(big[:split])
+    peer.proto.dataReceived(big[split:] + b"\n" + json.dumps(ok(1, "one")).encode() + b"\n")
+    one, two = settled(first), settled(second)
+    assert isinstance(two, Failure) and two.check(ProtocolError)
+    assert isinstance(one, CommandResponse) and one.payload == "one"
+    assert peer.proto.in_flight == 0 and peer.proto.abandoned == 0
+
+
 def test_line_of_exactly_the_limit_is_accepted() -> None:
     body = json.dumps(ok(1, "")).encode()
     peer = Peer(max_line_length=len(body))
@@ -436,12 +471,28 @@ def _exchanges(draw: Any) -> tuple[int, list[int], set[int], set[int], bool, lis
     return count, order, abandoned, broken, with_ids, cuts
 
 
+def _describe(result: Any) -> Any:
+    if isinstance(result, Failure):
+        return result.type
+    if isinstance(result, CommandResponse):
+        return ("payload", result.payload)
+    return result
+
+
+# The first three are the falsifying examples Hypothesis found: an oversized
+# reply whose first bytes (its id) came in an earlier chunk than the one
+# crossing the limit failed the oldest request instead of its own.
+@example((3, [2, 1, 0], {0, 1, 2}, {0, 1, 2}, True, [1]))
+@example((3, [0, 2, 1], set(), {2}, True, [1, 1, 15, 40]))
+@example((3, [2, 1, 0], set(), {0, 1, 2}, True, [1]))
+@example((4, [0, 1, 2, 3], {1}, {0, 2}, False, [3, 1, 60]))
 @given(_exchanges())
 def test_no_caller_ever_gets_another_callers_reply(exchange: Any) -> None:
     """
     Whatever the reply order (by id), the FIFO fallback, abandoned requests,
     unreadable or oversized replies and chunk boundaries: every caller gets
-    its own reply or an error, never someone else's reply.
+    its own reply or an error, never someone else's reply; every Deferred
+    fires and no slot is left once every reply is in.
     """
     count, order, abandoned, broken, with_ids, cuts = exchange
     peer = Peer(max_line_length=200)
@@ -463,12 +514,17 @@ def test_no_caller_ever_gets_another_callers_reply(exchange: Any) -> None:
         peer.proto.dataReceived(stream[position : position + cut])
         position += cut
     peer.proto.dataReceived(stream[position:])
-    for i, d in enumerate(ds):
-        result = outcome(d)
+    # Every outcome is gathered before anything is asserted, so that a
+    # failing example does not leave failed Deferreds behind (they would be
+    # reported as "Unhandled error in Deferred" when garbage collected).
+    results = [settled(d) for d in ds]
+    expected: list[Any] = []
+    for i in range(count):
         if i in abandoned:
-            assert isinstance(result, Failure) and result.check(CancelledError)
+            expected.append(CancelledError)
         elif i in broken:
-            assert isinstance(result, Failure) and result.check(ProtocolError)
+            expected.append(ProtocolError)
         else:
-            assert result.payload == i
+            expected.append(("payload", i))
+    assert [_describe(r) for r in results] == expected
     assert peer.proto.in_flight == 0 and peer.proto.abandoned == 0

@@ -230,7 +230,9 @@ class CommandProtocol(LineReceiver):
             if self._chunks:
                 size = self._size + len(piece)
                 if size > self.MAX_LENGTH:
-                    line = b"".join(self._chunks)[:_PREFIX]
+                    # The start of the line (where its id is) may be split
+                    # across the held chunks and this piece: keep both.
+                    line = (b"".join(self._chunks)[:_PREFIX] + piece[:_PREFIX])[:_PREFIX]
                 else:
                     line = b"".join(self._chunks) + piece
                 self._chunks = []
