@@ -42,7 +42,7 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "-"
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    out["wrk"] = (wrk.stdout + wrk.stderr).split("Copyright")[0].strip()
+    out["wrk"] = (wrk.stdout + wrk.stderr).split("Copyright")[0].strip().removeprefix("wrk ")
     return out
 
 
@@ -133,7 +133,20 @@ def _med(xs: list[float]) -> float:
 def _markdown(results: dict) -> str:
     from bench._http import SERVERS
 
-    lines = []
+    machine = results["machine"]
+    versions = results["versions"]
+    lines = [
+        "| run | |",
+        "|---|---|",
+        f"| date (UTC) | {results['date']} |",
+        f"| command | `{results['invocation'].strip()}` ({results.get('elapsed_s', '?')} s) |",
+        f"| code | containerflare at {results['git']} |",
+        f"| machine | {machine['cpus']} x {machine['cpu']}, Linux {machine['kernel']}; {machine['pinning']} |",
+        "| load average (1 min) at start / end | "
+        f"{machine['loadavg_start'][0]:.2f} / {machine.get('loadavg_end', [float('nan')])[0]:.2f} |",
+        "| versions | " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " |",
+        "",
+    ]
     ratios = results["ratios"]
     http = results.get("http")
     if http:
@@ -183,7 +196,10 @@ def _markdown(results: dict) -> str:
         lines.append("")
     lines += ["| ratio (median of per-round ratios) | value | per round | target | met |", "|---|---:|---|---:|---|"]
     targeted = {key: (name, op, bound) for name, key, op, bound in TARGETS}
-    for key, value in ratios.items():
+    # The targets first, in the order, then everything else.
+    ordered = [k for _, k, _, _ in TARGETS if k in ratios] + [k for k in ratios if k not in targeted]
+    for key in ordered:
+        value = ratios[key]
         med = value["median"]
         if med is None:
             continue
