@@ -22,6 +22,7 @@ Variants:
                  observer to /dev/null                       (d)
   - cf-log-json: cf-log on Cloud Run: JSON lines             (d_run)
   - bare-str:    bare, the handler returning str (chunked)   (b_str)
+  - twisted:     a bare twisted.web Resource, no Klein       (a)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 
 from bench._body import HEADERS
 
-VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json", "bare-str")
+VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json", "bare-str", "twisted")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
@@ -48,6 +49,14 @@ _REQUEST = (
 def _site(variant: str):
     from bench.app_klein import make_app
 
+    if variant == "twisted":
+        from twisted.web.server import Site
+
+        from bench.app_twisted import resource
+
+        site = Site(resource)
+        site.log = lambda request: None
+        return site
     if variant in ("bare", "bare-str"):
         from twisted.web.server import Site
 
