@@ -14,16 +14,18 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class Echo(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 16 * 1024 * 1024
 
     def lineReceived(self, line: bytes) -> None:  # noqa: N802
         message = json.loads(line)
-        self.sendLine(json.dumps(
+        self.sendLine(_ENCODE(
             {"id": message.get("id"), "ok": True, "payload": message.get("payload"),
-             "diagnostic": None},
-            separators=(",", ":"),
+             "diagnostic": None}
         ).encode("utf-8"))
 
 

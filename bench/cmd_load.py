@@ -24,6 +24,9 @@ from twisted.internet.task import react
 from twisted.protocols.basic import LineReceiver
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class FloorClient(LineReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 16 * 1024 * 1024
@@ -36,9 +39,7 @@ class FloorClient(LineReceiver):
         self._next += 1
         d: Deferred[Any] = Deferred()
         self._pending[self._next] = d
-        self.sendLine(json.dumps(
-            {"id": self._next, "command": command, "payload": payload}, separators=(",", ":")
-        ).encode("utf-8"))
+        self.sendLine(_ENCODE({"id": self._next, "command": command, "payload": payload}).encode("utf-8"))
         return d
 
     def lineReceived(self, line: bytes) -> None:  # noqa: N802
