@@ -214,19 +214,24 @@ def _markdown(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="The containerflare benchmark in one run (see docs/benchmarks.md); "
+        "bench/run.sh installs wrk and the bench extra first, then runs this.")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--connections", default="1,50")
+    parser.add_argument("--connections", default="1,50", help="wrk connection counts (default 1,50)")
     parser.add_argument("--servers", default="a,b,c,d,d_run,e,b_str",
                         help="servers to load, among a,b,c,d,d_run,e,b_str")
     parser.add_argument("--cold-runs", type=int, default=7, help="cold starts per server (default 7)")
-    parser.add_argument("--cold-servers", default="b,t,c,e")
-    parser.add_argument("--command-duration", type=float, default=2.0)
-    parser.add_argument("--in-flight", default="1,64")
+    parser.add_argument("--cold-servers", default="b,t,c,e", help="servers to cold-start (default b,t,c,e)")
+    parser.add_argument("--command-duration", type=float, default=2.0,
+                        help="seconds per command-channel run (default 2)")
+    parser.add_argument("--in-flight", default="1,64", help="invokes in flight (default 1,64)")
     parser.add_argument("--only", default="http,cold,command",
                         help="parts to run, among http,cold,command")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"),
+                        help="where each run's directory goes (default bench/results)")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None and "http" in args.only:
