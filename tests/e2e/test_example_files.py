@@ -296,7 +296,9 @@ def test_wrangler_accepts_the_config_and_builds_for_linux_amd64(tmp_path: Path) 
     """
     docker_log = tmp_path / "docker.log"
     docker = tmp_path / "docker"
-    docker.write_text(f'#!/bin/sh\necho "$@" >> "{docker_log}"\nexit 0\n')
+    # The stub reads its stdin to the end: wrangler pipes the Dockerfile to
+    # `docker build`, and a stub that exits first makes that write fail (EPIPE).
+    docker.write_text(f'#!/bin/sh\necho "$@" >> "{docker_log}"\ncat > /dev/null\nexit 0\n')
     docker.chmod(0o755)
     env = {
         **os.environ,
