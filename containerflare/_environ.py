@@ -17,6 +17,7 @@ from attrs import field, frozen
 from containerflare._platforms import (
     PROVIDERS,
     Platform,
+    _get,
     detect_provider,
 )
 from containerflare.interfaces import IMetadataProvider
@@ -63,15 +64,6 @@ class ConfigError(ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"{variable}={value!r}: {reason}")
-
-
-def _get(environ: Mapping[str, str], name: str) -> str | None:
-    # An empty value counts as unset: container tooling often writes NAME=.
-    value = environ.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
 
 
 def _parse_port(name: str, value: str) -> int:

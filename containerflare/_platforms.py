@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
+    # An empty value counts as unset: container tooling often writes NAME=.
     value = environ.get(name)
     if value is None:
         return None
