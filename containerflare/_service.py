@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_runtime_process -*-
 """
 The twistd service: listens where the platform wants, builds the command
 client, and shuts down gracefully.

@@ -141,6 +141,8 @@ class ContainerSite(Site):
 
     protocol = _Channel  # type: ignore[assignment]
     requestFactory = _Request
+    # "Starting factory ..." lines on every start and stop say nothing useful.
+    noisy = False
 
     def __init__(
         self,
