@@ -79,6 +79,9 @@ class IContainerContext(Interface):
     command_client = Attribute(
         "The process-wide L{containerflare.command.CommandClient}."
     )
+    readiness = Attribute(
+        "The process's L{containerflare.Readiness}: starting, ready, stopping or failed."
+    )
 
     def invoke(
         command: str, payload: Any = None, *, timeout: float | None = None

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface.verify import verifyObject
 
 from containerflare import ContainerContext, IContainerContext, RuntimeConfig
 from containerflare._context import Runtime
@@ -110,6 +111,7 @@ def test_request_gets_one_context() -> None:
     context = pending.contexts[0]
     assert IContainerContext(request) is context
     assert ContainerContext.from_request(request) is context
+    assert verifyObject(IContainerContext, context)
     assert context.metadata is context.metadata
     assert context.metadata.path == "/a?b=c"
     assert context.platform.name == "generic"
