@@ -36,6 +36,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from containerflare._context import ContainerContext
 from containerflare._correlation import (
     NO_CORRELATION,
     Correlation,
@@ -466,6 +467,9 @@ _ACCESS_FIELDS = ("method", "path", "status", "response_size", "client_ip", "req
 
 _ACCESS_LEVEL = (LogLevel.info, LogLevel.warn, LogLevel.error)
 
+#: A configured log level's priority.
+_LEVEL_PRIORITY = {name: _PRIORITY[level] for name, level in _LEVELS.items()}
+
 #: For observers other than ours (which build the line themselves).
 _ACCESS_FORMAT = '{client_ip} "{method} {path} {protocol}" {status} {response_size}B'
 
@@ -493,18 +497,18 @@ def log_access(
         L{None} if unknown.
     @param now: the time the response finished.
     """
-    from containerflare._context import ContainerContext
-
     context = ContainerContext.from_request(request)
     status = request.code
     level = _ACCESS_LEVEL[(status >= 400) + (status >= 500)]
-    if _PRIORITY[level] < _PRIORITY[_LEVELS[context.config.log_level]]:
+    config = context.config
+    if _PRIORITY[level] < _LEVEL_PRIORITY[config.log_level]:
         return  # filtered out anyway: compute nothing
     metadata = context.metadata
     headers = request.requestHeaders
     user_agent = headers.getRawHeaders(b"user-agent")
     referer = headers.getRawHeaders(b"referer")
     path = metadata.path or _text(request.uri)
+    protocol = request.clientproto
     event: dict[str, Any] = {
         "log_level": level,
         "log_namespace": "containerflare.access",
@@ -516,16 +520,16 @@ def log_access(
         "method": metadata.method or _text(request.method),
         "path": path,
         "url": metadata.raw_url or path,
-        "protocol": _text(request.clientproto),
+        "protocol": None if protocol is None else protocol.decode("latin-1"),
         "status": status,
         "response_size": request.sentLength,
         "latency": None if started is None else max(now - started, 0.0),
         "client_ip": metadata.client_ip,
-        "user_agent": None if user_agent is None else _text(user_agent[0]),
-        "referer": None if referer is None else _text(referer[0]),
+        "user_agent": None if user_agent is None else user_agent[0].decode("latin-1"),
+        "referer": None if referer is None else referer[0].decode("latin-1"),
         "request_id": metadata.request_id,
     }
-    if context.platform.name == "cloudflare":
+    if config.platform.name == "cloudflare":
         event["colo"] = metadata.colo
         event["country"] = metadata.country
     (globalLogPublisher if publisher is None else publisher)(event)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from containerflare._metadata import (
     Problems,
     RequestMetadata,
     TraceContext,
+    _from_fields,
     normalize_ip,
     read_fields,
 )
@@ -109,21 +111,29 @@ def _canonical(name: bytes) -> bytes:
 
 class _Headers:
     """
-    A request's headers, decoded on demand, problems collected.
+    The request headers metadata is read from, decoded on demand, problems
+    collected.
 
-    Looks names up in one snapshot of the headers, by their canonical
-    capitalisation: a plain dict lookup per header instead of a
-    C{getRawHeaders} call (which re-encodes the name) each time.
+    One pass over the request's headers keeps the ones containerflare reads
+    (by their canonical capitalisation, a dict lookup each), under their
+    lowercase names in C{found}: a header the request does not have then
+    costs one C{in} test, not a look-up per name.
     """
 
-    __slots__ = ("_headers", "problems")
+    __slots__ = ("found", "problems")
 
     def __init__(self, headers: Headers, problems: Problems) -> None:
-        self._headers = dict(headers.getAllRawHeaders())
+        wanted = _WANTED
+        found: dict[bytes, Sequence[bytes]] = {}
+        for name, values in headers.getAllRawHeaders():
+            key = wanted.get(name)
+            if key is not None:
+                found[key] = values
+        self.found = found
         self.problems = problems
 
     def raw(self, name: bytes) -> bytes | None:
-        values = self._headers.get(_CANONICAL[name])
+        values = self.found.get(name)
         if not values:
             return None
         # Repeated headers combine as one comma-separated list (RFC 9110 5.3).
@@ -146,9 +156,12 @@ class _Headers:
             return None
 
 
-_CANONICAL: dict[bytes, bytes] = {
-    name: _canonical(name)
+#: Canonical capitalisation -> lowercase name, for every header read here.
+_WANTED: dict[bytes, bytes] = {
+    _canonical(name): name
     for name in (
+        _METADATA,
+        _SIGNATURE,
         *(n for _, n in _PLAIN_HEADERS),
         *(n for _, n in _CF_HEADERS),
         *(n for _, n in ClientHints.HEADERS),
@@ -171,6 +184,9 @@ def _pick(entries: Sequence[str], hops: int) -> str:
 
 
 def _split_list(value: str) -> list[str]:
+    if "," not in value:  # the common case: one entry
+        value = value.strip()
+        return [value] if value else []
     return [item for item in (part.strip() for part in value.split(",")) if item]
 
 
@@ -357,6 +373,12 @@ def _peer(request: IRequest) -> str | None:
     return normalize_ip(host) if isinstance(host, str) else None
 
 
+# Host names that matched _HOST: a service sees the same few on every
+# request, so each is matched once.  Bounded, since they come from outside.
+_GOOD_HOSTS: set[str] = set()
+_GOOD_HOSTS_MAX = 256
+
+
 def _host(value: str | None, source: str, problems: Problems, hops: int) -> str | None:
     if value is None:
         return None
@@ -364,9 +386,13 @@ def _host(value: str | None, source: str, problems: Problems, hops: int) -> str 
     if not entries:
         return None
     host = _pick(entries, max(hops, 1))
-    if _HOST.fullmatch(host) is None:
-        problems.append(("host", f"{source} is not a host name; ignored"))
-        return None
+    if host not in _GOOD_HOSTS:
+        if _HOST.fullmatch(host) is None:
+            problems.append(("host", f"{source} is not a host name; ignored"))
+            return None
+        if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS.add(host)
     return host
 
 
@@ -387,15 +413,14 @@ def _path(request: IRequest, problems: Problems) -> tuple[str, str | None]:
 
 
 def _header_fields(
-    headers: Headers,
+    values: Sequence[bytes],
+    signature: Sequence[bytes] | None,
     config: RuntimeConfig,
     now: float,
     on_cloud_run: bool,
     problems: Problems,
 ) -> dict[str, Any]:
-    values = headers.getRawHeaders(_METADATA)
-    if not values:
-        return {}
+    # values: the x-containerflare-metadata header's, at least one.
     if len(values) > 1:
         problems.append(("header", "more than one x-containerflare-metadata header; ignored"))
         return {}
@@ -407,7 +432,7 @@ def _header_fields(
         return {}
     secret = config.metadata_secret
     if secret:
-        reason = verify_signature(raw, headers.getRawHeaders(_SIGNATURE), secret, now)
+        reason = verify_signature(raw, signature, secret, now)
         if reason is not None:
             problems.append(("signature", f"x-containerflare-metadata ignored: {reason}"))
             return {}
@@ -434,6 +459,76 @@ def _header_fields(
         problems.append(("json", "x-containerflare-metadata is not a JSON object; ignored"))
         return {}
     return read_fields(data, problems)
+
+
+class _Prepared:
+    """
+    What one configuration decides for every request on one platform,
+    worked out once instead of per request: the environment's defaults and
+    the platform tag they give.
+    """
+
+    __slots__ = ("cloudflare", "cloud_run", "generic", "hops", "defaults", "worker_name", "cf_tag", "run_tag")
+
+    def __init__(self, config: RuntimeConfig, platform: str) -> None:
+        self.cloudflare = platform == "cloudflare"
+        self.cloud_run = platform == "cloud_run"
+        self.generic = platform == "generic"
+        self.hops: int = config.trusted_hops
+        env = config.platform
+        sources: tuple[tuple[str, str], ...]
+        if self.cloudflare:
+            # The worker's name, then the container's own location: for a
+            # request that says nothing.
+            sources = (
+                ("worker_name", "worker_name"),
+                ("colo", "location"),
+                ("region", "region"),
+                ("country", "country"),
+            )
+        elif self.cloud_run:
+            sources = (
+                ("cloud_run_service", "service"),
+                ("cloud_run_revision", "revision"),
+                ("cloud_run_configuration", "configuration"),
+                ("project_id", "project_id"),
+                ("cloud_run_region", "region"),
+            )
+        else:
+            sources = ()
+        defaults = []
+        for key, attribute in sources:
+            value = getattr(env, attribute, None)
+            if value is not None:
+                defaults.append((key, value))
+        self.defaults: tuple[tuple[str, Any], ...] = tuple(defaults)
+        self.worker_name: Any = getattr(env, "worker_name", None) if self.cloudflare else None
+        # Frozen values, so one can serve every request that has the same.
+        self.cf_tag = CloudflareRequestPlatform(worker_name=self.worker_name)
+        # The last Cloud Run tag built, with the values it was built from.
+        self.run_tag: tuple[tuple[Any, ...], CloudRunRequestPlatform] | None = None
+
+
+# id(config) -> platform -> _Prepared; an entry goes with its configuration.
+_prepared: dict[int, dict[str, _Prepared]] = {}
+
+
+def _prepared_for(config: RuntimeConfig, platform: str) -> _Prepared:
+    key = id(config)
+    per_platform = _prepared.get(key)
+    if per_platform is not None:
+        found = per_platform.get(platform)
+        if found is not None:
+            return found
+    prepared = _Prepared(config, platform)
+    if per_platform is None:
+        try:
+            weakref.finalize(config, _prepared.pop, key, None)
+        except TypeError:
+            return prepared  # not weak-referenceable: not kept
+        per_platform = _prepared[key] = {}
+    per_platform[platform] = prepared
+    return prepared
 
 
 def build_metadata(
@@ -480,23 +575,33 @@ def _build(
     platform: str,
     problems: Problems,
 ) -> RequestMetadata:
-    on_cloud_run = platform == "cloud_run"
-    raw_headers: Headers = request.requestHeaders
-    fields = _header_fields(raw_headers, config, now, on_cloud_run, problems)
+    # Every header is read (decoded, checked) at most once, in the order of
+    # the rules, and only when the request has it: a header the request
+    # lacks costs one "in found".
+    prepared = _prepared_for(config, platform)
+    on_cloud_run = prepared.cloud_run
+    headers = _Headers(request.requestHeaders, problems)
+    found = headers.found
+    text = headers.text
+    values = found.get(_METADATA)
+    fields = (
+        _header_fields(values, found.get(_SIGNATURE), config, now, on_cloud_run, problems)
+        if values
+        else {}
+    )
     get = fields.get
-    headers = _Headers(raw_headers, problems)
-    hops = config.trusted_hops
+    hops = prepared.hops
 
     if not on_cloud_run:
         # Cloudflare's edge sets these; on Cloud Run any client can.
         for key, name in _CF_HEADERS:
-            if get(key) is None:
-                value = headers.text(name)
+            if name in found and get(key) is None:
+                value = text(name)
                 if value is not None:
                     fields[key] = value
     for key, name in _PLAIN_HEADERS:
-        if get(key) is None:
-            value = headers.text(name)
+        if name in found and get(key) is None:
+            value = text(name)
             if value is not None:
                 fields[key] = value
 
@@ -504,16 +609,17 @@ def _build(
     # this request, never from the metadata header's forwarded_* values.
     need_ip = get("client_ip") is None
     need_scheme = get("scheme") is None
+    need_forwarded_for = get("forwarded_for") is None
     xff_entries: list[str] = []
-    if need_ip or get("forwarded_for") is None:
-        xff = headers.text(b"x-forwarded-for")
+    if (need_ip or need_forwarded_for) and b"x-forwarded-for" in found:
+        xff = text(b"x-forwarded-for")
         if xff:
             xff_entries = _split_list(xff)
-    if get("forwarded_for") is None:
+    if need_forwarded_for:
         fields["forwarded_for"] = xff_entries
     forwarded_text = None
-    if need_ip or need_scheme or get("forwarded") is None:
-        forwarded_text = headers.text(b"forwarded")
+    if b"forwarded" in found and (need_ip or need_scheme or get("forwarded") is None):
+        forwarded_text = text(b"forwarded")
         if forwarded_text is not None and get("forwarded") is None:
             fields["forwarded"] = forwarded_text
     # Parsed only when x-forwarded-for / x-forwarded-proto do not answer.
@@ -522,21 +628,23 @@ def _build(
         forwarded_elements = parse_forwarded(forwarded_text, problems)
 
     if need_ip:
-        ip = client_ip(
-            headers,
-            xff_entries,
-            forwarded_elements,
-            hops=hops,
-            trust_cf=not on_cloud_run,
-        )
-        if ip is None and (hops == 0 or platform == "generic"):
+        ip = None
+        if xff_entries or forwarded_elements or (not on_cloud_run and b"cf-connecting-ip" in found):
+            ip = client_ip(
+                headers,
+                xff_entries,
+                forwarded_elements,
+                hops=hops,
+                trust_cf=not on_cloud_run,
+            )
+        if ip is None and (hops == 0 or prepared.generic):
             ip = _peer(request)
         if ip is not None:
             fields["client_ip"] = ip
 
     proto = None
-    if need_scheme or get("forwarded_proto") is None:
-        proto = headers.text(b"x-forwarded-proto")
+    if b"x-forwarded-proto" in found and (need_scheme or get("forwarded_proto") is None):
+        proto = text(b"x-forwarded-proto")
         if proto is not None and get("forwarded_proto") is None:
             fields["forwarded_proto"] = proto
     if need_scheme:
@@ -559,10 +667,13 @@ def _build(
         fields["scheme"] = scheme
 
     host_header = None
-    if get("host") is None or on_cloud_run:
-        host_header = _host(headers.text(b"host"), "host", problems, 1)
-    if get("host") is None:
-        host = _host(headers.text(b"x-forwarded-host"), "x-forwarded-host", problems, hops)
+    need_host = get("host") is None
+    if (need_host or on_cloud_run) and b"host" in found:
+        host_header = _host(text(b"host"), "host", problems, 1)
+    if need_host:
+        host = None
+        if b"x-forwarded-host" in found:
+            host = _host(text(b"x-forwarded-host"), "x-forwarded-host", problems, hops)
         if host is None:
             host = host_header
         if host is not None:
@@ -571,11 +682,12 @@ def _build(
     if get("client_hints") is None:
         hints = None
         for key, name in ClientHints.HEADERS:
-            value = headers.text(name)
-            if value is not None:
-                if hints is None:
-                    hints = {}
-                hints[key] = value
+            if name in found:
+                value = text(name)
+                if value is not None:
+                    if hints is None:
+                        hints = {}
+                    hints[key] = value
         if hints is not None:
             fields["client_hints"] = ClientHints(**hints)
 
@@ -587,12 +699,11 @@ def _build(
     if get("raw_url") is None and absolute_url is not None:
         fields["raw_url"] = absolute_url
 
-    config_platform = config.platform
-    if platform == "cloudflare":
-        _cloudflare_defaults(fields, config_platform)
+    if prepared.cloudflare:
+        _cloudflare_defaults(fields, prepared)
     elif on_cloud_run:
-        _cloud_run_defaults(fields, config_platform, host_header)
-    if get("trace_context") is None:
+        _cloud_run_defaults(fields, prepared, host_header)
+    if get("trace_context") is None and (b"x-cloud-trace-context" in found or b"traceparent" in found):
         trace = read_trace(headers, get("project_id"))
         if trace is not None:
             fields["trace_context"] = trace
@@ -605,25 +716,22 @@ def _build(
         scheme = get("scheme")
         if host is not None and scheme is not None:
             fields["raw_url"] = f"{scheme}://{host}{get('path')}"
-    return RequestMetadata(**fields)
+    return _from_fields(fields)
 
 
-def _cloudflare_defaults(fields: dict[str, Any], platform: object) -> None:
+def _cloudflare_defaults(fields: dict[str, Any], prepared: _Prepared) -> None:
     get = fields.get
-    if get("worker_name") is None:
-        worker = getattr(platform, "worker_name", None)
-        if worker is not None:
-            fields["worker_name"] = worker
-    # The container's own location, when the request says nothing.
-    for key, attribute in (("colo", "location"), ("region", "region"), ("country", "country")):
+    for key, value in prepared.defaults:
         if get(key) is None:
-            value = getattr(platform, attribute, None)
-            if value is not None:
-                fields[key] = value
+            fields[key] = value
     tag = get("platform")
     worker_name = tag.worker_name if isinstance(tag, CloudflareRequestPlatform) else None
-    fields["platform"] = CloudflareRequestPlatform(
-        worker_name=worker_name if worker_name is not None else get("worker_name")
+    if worker_name is None:
+        worker_name = get("worker_name")
+    fields["platform"] = (
+        prepared.cf_tag
+        if worker_name == prepared.worker_name
+        else CloudflareRequestPlatform(worker_name=worker_name)
     )
 
 
@@ -654,29 +762,32 @@ def run_app_project_number(host: str) -> str | None:
     return number if number.isdigit() and number.isascii() else None
 
 
-def _cloud_run_defaults(fields: dict[str, Any], platform: object, host: str | None) -> None:
+# host -> (run_app_region(host), run_app_project_number(host)): a service
+# sees the same few host names.  Bounded, since they come from outside.
+_run_app_hosts: dict[str, tuple[str | None, str | None]] = {}
+_RUN_APP_HOSTS_MAX = 256
+
+
+def _cloud_run_defaults(fields: dict[str, Any], prepared: _Prepared, host: str | None) -> None:
     get = fields.get
-    for key, attribute in (
-        ("cloud_run_service", "service"),
-        ("cloud_run_revision", "revision"),
-        ("cloud_run_configuration", "configuration"),
-        ("project_id", "project_id"),
-        ("cloud_run_region", "region"),
-    ):
+    for key, value in prepared.defaults:
         if get(key) is None:
-            value = getattr(platform, attribute, None)
-            if value is not None:
-                fields[key] = value
+            fields[key] = value
     # The Host header (set by Google's front end), not x-forwarded-host,
     # which a client may send.
     if host is not None:
-        if get("cloud_run_region") is None:
-            region = run_app_region(host)
-            if region is not None:
+        need_region = get("cloud_run_region") is None
+        need_project = get("project_id") is None
+        if need_region or need_project:
+            known = _run_app_hosts.get(host)
+            if known is None:
+                if len(_run_app_hosts) >= _RUN_APP_HOSTS_MAX:
+                    _run_app_hosts.clear()
+                known = _run_app_hosts[host] = (run_app_region(host), run_app_project_number(host))
+            region, number = known
+            if need_region and region is not None:
                 fields["cloud_run_region"] = region
-        if get("project_id") is None:
-            number = run_app_project_number(host)
-            if number is not None:
+            if need_project and number is not None:
                 fields["project_id"] = number
     if get("region") is None and get("cloud_run_region") is not None:
         fields["region"] = get("cloud_run_region")
@@ -684,20 +795,32 @@ def _cloud_run_defaults(fields: dict[str, Any], platform: object, host: str | No
         fields["worker_name"] = get("cloud_run_service")
     tag = get("platform")
     if isinstance(tag, CloudRunRequestPlatform):
-        fields["platform"] = CloudRunRequestPlatform(
-            service=tag.service if tag.service is not None else get("cloud_run_service"),
-            revision=tag.revision if tag.revision is not None else get("cloud_run_revision"),
-            configuration=(
-                tag.configuration if tag.configuration is not None else get("cloud_run_configuration")
-            ),
-            project_id=tag.project_id if tag.project_id is not None else get("project_id"),
-            region=tag.region if tag.region is not None else get("cloud_run_region"),
+        values: tuple[Any, ...] = (
+            tag.service if tag.service is not None else get("cloud_run_service"),
+            tag.revision if tag.revision is not None else get("cloud_run_revision"),
+            tag.configuration if tag.configuration is not None else get("cloud_run_configuration"),
+            tag.project_id if tag.project_id is not None else get("project_id"),
+            tag.region if tag.region is not None else get("cloud_run_region"),
         )
     else:
-        fields["platform"] = CloudRunRequestPlatform(
-            service=get("cloud_run_service"),
-            revision=get("cloud_run_revision"),
-            configuration=get("cloud_run_configuration"),
-            project_id=get("project_id"),
-            region=get("cloud_run_region"),
+        values = (
+            get("cloud_run_service"),
+            get("cloud_run_revision"),
+            get("cloud_run_configuration"),
+            get("project_id"),
+            get("cloud_run_region"),
         )
+    last = prepared.run_tag
+    if last is not None and last[0] == values:
+        fields["platform"] = last[1]
+        return
+    service, revision, configuration, project_id, region = values
+    made = CloudRunRequestPlatform(
+        service=service,
+        revision=revision,
+        configuration=configuration,
+        project_id=project_id,
+        region=region,
+    )
+    prepared.run_tag = (values, made)
+    fields["platform"] = made
