@@ -42,6 +42,8 @@ from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.python.threadpool import ThreadPool
 
+from containerflare._context import ContainerContext
+
 if TYPE_CHECKING:
     from twisted.web.iweb import IRequest
 
@@ -129,12 +131,13 @@ def correlation_for(request: IRequest) -> Correlation:
 
 
 def _resolve(request: IRequest) -> Correlation:
-    from containerflare._context import ContainerContext
-
     metadata = ContainerContext.from_request(request).metadata
     trace = metadata.trace_context
     if trace is None:
-        return Correlation(request_id=metadata.request_id)
+        request_id = metadata.request_id
+        # The formatters write nothing for an empty correlation: the shared
+        # value saves building one per request.
+        return NO_CORRELATION if request_id is None else Correlation(request_id=request_id)
     return Correlation(
         request_id=metadata.request_id,
         trace_id=trace.trace_id,

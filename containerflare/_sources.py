@@ -382,10 +382,15 @@ _GOOD_HOSTS_MAX = 256
 def _host(value: str | None, source: str, problems: Problems, hops: int) -> str | None:
     if value is None:
         return None
-    entries = _split_list(value)
-    if not entries:
-        return None
-    host = _pick(entries, max(hops, 1))
+    if "," in value:
+        entries = _split_list(value)
+        if not entries:
+            return None
+        host = _pick(entries, max(hops, 1))
+    else:  # one entry: the common case
+        host = value.strip()
+        if not host:
+            return None
     if host not in _GOOD_HOSTS:
         if _HOST.fullmatch(host) is None:
             problems.append(("host", f"{source} is not a host name; ignored"))
@@ -590,6 +595,9 @@ def _build(
         else {}
     )
     get = fields.get
+    # Whether the header gave fields: until the defaults, a field not set by
+    # the header is unset (each check below runs before the field is set).
+    given = bool(fields)
     hops = prepared.hops
 
     if not on_cloud_run:
@@ -607,9 +615,9 @@ def _build(
 
     # client_ip and scheme come from what the platform's proxies wrote on
     # this request, never from the metadata header's forwarded_* values.
-    need_ip = get("client_ip") is None
-    need_scheme = get("scheme") is None
-    need_forwarded_for = get("forwarded_for") is None
+    need_ip = not given or get("client_ip") is None
+    need_scheme = not given or get("scheme") is None
+    need_forwarded_for = not given or get("forwarded_for") is None
     xff_entries: list[str] = []
     if (need_ip or need_forwarded_for) and b"x-forwarded-for" in found:
         xff = text(b"x-forwarded-for")
@@ -667,7 +675,7 @@ def _build(
         fields["scheme"] = scheme
 
     host_header = None
-    need_host = get("host") is None
+    need_host = not given or get("host") is None
     if (need_host or on_cloud_run) and b"host" in found:
         host_header = _host(text(b"host"), "host", problems, 1)
     if need_host:
@@ -679,7 +687,7 @@ def _build(
         if host is not None:
             fields["host"] = host
 
-    if get("client_hints") is None:
+    if not given or get("client_hints") is None:
         hints = None
         for key, name in ClientHints.HEADERS:
             if name in found:
@@ -692,18 +700,18 @@ def _build(
             fields["client_hints"] = ClientHints(**hints)
 
     path, absolute_url = _path(request, problems)
-    if get("method") is None:
+    if not given or get("method") is None:
         fields["method"] = request.method.decode("latin-1")
-    if get("path") is None:
+    if not given or get("path") is None:
         fields["path"] = path
-    if get("raw_url") is None and absolute_url is not None:
+    if absolute_url is not None and (not given or get("raw_url") is None):
         fields["raw_url"] = absolute_url
 
     if prepared.cloudflare:
         _cloudflare_defaults(fields, prepared)
     elif on_cloud_run:
         _cloud_run_defaults(fields, prepared, host_header)
-    if get("trace_context") is None and (b"x-cloud-trace-context" in found or b"traceparent" in found):
+    if (b"x-cloud-trace-context" in found or b"traceparent" in found) and get("trace_context") is None:
         trace = read_trace(headers, get("project_id"))
         if trace is not None:
             fields["trace_context"] = trace
