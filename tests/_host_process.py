@@ -6,7 +6,6 @@ peer: C{with run_host(tmp_path) as host: host.port / host.socket_path}.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests._process import ROOT, clean_environ, free_port, wait_for_port
+from tests._process import ROOT, clean_environ, free_port, stop_process, wait_for_port
 
 HOST_MODULE = "containerflare.command.host"
 
@@ -141,13 +140,7 @@ def run_host(
             raise RuntimeError(f"{e}\n--- host stderr ---\n{host.stderr()}") from None
         yield host
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=10)
 
 
 def exchange(sock: socket.socket, requests: list[Any], *, raw: bytes = b"") -> list[dict[str, Any]]:

@@ -83,6 +83,19 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, pro
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """
+    Stop a child this test started: SIGTERM, then SIGKILL after C{timeout} s.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class TwistdProcess:
     """
     A running C{twistd -n --pidfile= containerflare} child.
@@ -155,10 +168,4 @@ def run_twistd(
                 raise RuntimeError(f"{e}\n--- stderr ---\n{child.stderr()}") from None
         yield child
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=15)

@@ -19,7 +19,6 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests._process import ROOT, clean_environ, free_port, wait_for_port
+from tests._process import ROOT, clean_environ, free_port, stop_process, wait_for_port
 
 EXAMPLE = ROOT / "examples" / "basic"
 HARNESS = Path(__file__).resolve().parent / "worker_harness.mjs"
@@ -175,13 +174,7 @@ def run_harness(
             ) from None
         yield Harness(proc, url, stderr_path)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=15)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
@@ -216,13 +209,7 @@ def run_reference_host(*, tmp_path: Path, allow: str | None = None) -> Iterator[
             raise RuntimeError(f"{e}\n--- stderr ---\n{stderr_path.read_text(errors='replace')}") from None
         yield lines_port, http_port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def http(
