@@ -74,7 +74,11 @@ class ContainerContext:
         A request that containerflare did not serve (a bare Klein test, say)
         gets a generic context whose command client is unavailable.
         """
-        return cast(ContainerContext, IContainerContext(request))
+        try:
+            # Set by attach(): an attribute read, not an adapter lookup.
+            return request._cf_context  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            return cast(ContainerContext, IContainerContext(request))
 
     @property
     def runtime(self) -> Runtime:
@@ -138,7 +142,8 @@ def attach(request: IRequest, runtime: Runtime) -> ContainerContext:
     around the app).
     """
     context = ContainerContext(runtime, request)
-    request.setComponent(IContainerContext, context)  # type: ignore[attr-defined]
+    # IContainerContext(request) finds it through _context_for.
+    request._cf_context = context  # type: ignore[attr-defined]
     return context
 
 
@@ -161,6 +166,9 @@ def _fallback_runtime() -> Runtime:
 
 
 def _context_for(request: IRequest) -> ContainerContext:
+    attached = getattr(request, "_cf_context", None)
+    if attached is not None:
+        return attached  # type: ignore[no-any-return]
     return ContainerContext(_fallback_runtime(), request)
 
 

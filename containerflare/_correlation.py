@@ -156,6 +156,8 @@ def _bind(function: Any, request: Any) -> Any:
     if not callable(function):
         return function
 
+    # No functools.wraps / __wrapped__: one more allocation per callback on
+    # the request path, for introspection nobody does on these.
     def in_request(*args: Any, **kwargs: Any) -> Any:
         if _current.get() is request:
             return function(*args, **kwargs)
@@ -165,16 +167,56 @@ def _bind(function: Any, request: Any) -> Any:
         finally:
             _current.reset(token)
 
-    in_request.__wrapped__ = function  # type: ignore[attr-defined]
     return in_request
 
 
-def _runs_now(d: Deferred[Any]) -> bool:
-    # A callback added to a Deferred that has its result, is not paused and is
-    # not running its callbacks already runs before addCallback returns, in
-    # the current scope: wrapping it would only cost time (most of Klein's,
-    # for a handler that answers synchronously; see bench/).
-    return bool(d.called) and not d.paused and not getattr(d, "_runningCallbacks", True)
+# A callback added to a Deferred that has its result, is not paused and is
+# not running its callbacks already runs before addCallback returns, in the
+# current scope: wrapping it would only cost time (most of Klein's, for a
+# handler that answers synchronously; see bench/).  The patched methods
+# below test "not (called and not paused and not _runningCallbacks)" inline:
+# they run several times per request.
+
+
+def _probe(add_callback: Any, add_errback: Any, add_both: Any) -> tuple[Any, Any] | None:
+    """
+    Whether Twisted's C{addCallback}, C{addErrback} and C{addBoth} do no more
+    than append C{((callback, args, kwargs), (errback, args, kwargs))} to
+    C{Deferred._callbacks} and run the callbacks if the Deferred has its
+    result (Twisted 24.7 to 26.10 do): then the functions they store
+    opposite a lone callback and a lone errback.  L{None} when anything
+    differs, and the patch calls the originals instead.
+    """
+
+    def probe(result: object, *args: object, **kwargs: object) -> object:
+        return result
+
+    try:
+        d: Deferred[Any] = Deferred()
+        add_callback(d, probe, 1, k=2)
+        add_errback(d, probe, 3)
+        add_both(d, probe)
+        (c1, e1), (c2, e2), (c3, e3) = d._callbacks
+        failthru, passthru = e1[0], c2[0]
+        shapes_match = (
+            c1 == (probe, (1,), {"k": 2})
+            and e1 == (failthru, (), {})
+            and c2 == (passthru, (), {})
+            and e2 == (probe, (3,), {})
+            and c3 == e3 == (probe, (), {})
+            and callable(failthru)
+            and callable(passthru)
+            and callable(d._runCallbacks)
+            and d._runningCallbacks is False
+        )
+        # And they run: a pending Deferred fired later, one already fired.
+        seen: list[object] = []
+        d.callback("r")
+        add_callback(d, seen.append)
+        shapes_match = shapes_match and seen == ["r"]
+    except Exception:  # noqa: BLE001 - anything unexpected: use the originals
+        return None
+    return (failthru, passthru) if shapes_match else None
 
 
 def install() -> None:
@@ -186,6 +228,7 @@ def install() -> None:
     """
     if _originals:
         return
+    get = _current.get
     add_callbacks = Deferred.addCallbacks
     add_callback = Deferred.addCallback
     add_errback = Deferred.addErrback
@@ -194,30 +237,71 @@ def install() -> None:
     def addCallbacks(  # noqa: N802
         self: Deferred[Any], callback: Any, errback: Any = None, *args: Any, **kwargs: Any
     ) -> Any:
-        request = _current.get()
-        if request is not None and not _runs_now(self):
+        request = get()
+        if request is not None and (not self.called or self.paused or self._runningCallbacks):
             callback = _bind(callback, request)
             if errback is not None:
                 errback = _bind(errback, request)
         return add_callbacks(self, callback, errback, *args, **kwargs)
 
     def addCallback(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        request = _current.get()
-        if request is not None and not _runs_now(self):
+        request = get()
+        if request is not None and (not self.called or self.paused or self._runningCallbacks):
             callback = _bind(callback, request)
         return add_callback(self, callback, *args, **kwargs)
 
     def addErrback(self: Deferred[Any], errback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        request = _current.get()
-        if request is not None and not _runs_now(self):
+        request = get()
+        if request is not None and (not self.called or self.paused or self._runningCallbacks):
             errback = _bind(errback, request)
         return add_errback(self, errback, *args, **kwargs)
 
     def addBoth(self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        request = _current.get()
-        if request is not None and not _runs_now(self):
+        request = get()
+        if request is not None and (not self.called or self.paused or self._runningCallbacks):
             callback = _bind(callback, request)
         return add_both(self, callback, *args, **kwargs)
+
+    halves = _probe(add_callback, add_errback, add_both)
+    if halves is not None:
+        # Twisted stores what these add the way _probe saw: store it here
+        # directly instead of calling the original, whose second frame and
+        # re-packed arguments cost more than the rest of the patch (they run
+        # several times per request; see bench/).
+        failthru, passthru = halves
+
+        def addCallback(  # type: ignore[misc] # noqa: N802
+            self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            request = get()
+            if request is not None and (not self.called or self.paused or self._runningCallbacks):
+                callback = _bind(callback, request)
+            self._callbacks.append(((callback, args, kwargs), (failthru, (), {})))
+            if self.called:
+                self._runCallbacks()
+            return self
+
+        def addErrback(  # type: ignore[misc] # noqa: N802
+            self: Deferred[Any], errback: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            request = get()
+            if request is not None and (not self.called or self.paused or self._runningCallbacks):
+                errback = _bind(errback, request)
+            self._callbacks.append(((passthru, (), {}), (errback, args, kwargs)))
+            if self.called:
+                self._runCallbacks()
+            return self
+
+        def addBoth(  # type: ignore[misc] # noqa: N802
+            self: Deferred[Any], callback: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            request = get()
+            if request is not None and (not self.called or self.paused or self._runningCallbacks):
+                callback = _bind(callback, request)
+            self._callbacks.append(((callback, args, kwargs), (callback, args, kwargs)))
+            if self.called:
+                self._runCallbacks()
+            return self
 
     call_in_thread = ThreadPool.callInThreadWithCallback
 

@@ -312,6 +312,8 @@ class Readiness:
     def __init__(self, state: str = STARTING) -> None:
         self._state = state
         self._was_ready = state == self.READY
+        # What .serving says, kept up to date by _settle: read per request.
+        self._serving = self._was_ready
         self._waiting: list[Deferred[None]] = []
 
     def __repr__(self) -> str:
@@ -338,8 +340,7 @@ class Readiness:
         Whether a request reaching the site now goes to the app (ready, or
         stopping with the request on a connection still being drained).
         """
-        # An app interrupted while starting never serves.
-        return self._was_ready and self._state in (self.READY, self.STOPPING)
+        return self._serving
 
     def when_ready(self) -> Deferred[None]:
         """
@@ -359,6 +360,8 @@ class Readiness:
             return
         was_starting = self._state == self.STARTING
         self._state = state
+        # An app interrupted while starting never serves.
+        self._serving = self._was_ready and state in (self.READY, self.STOPPING)
         if was_starting:
             waiting, self._waiting = self._waiting, []
             for d in waiting:

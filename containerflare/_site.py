@@ -45,16 +45,22 @@ class ContainerResource:
         self.wrapped = wrapped
         self.runtime = runtime
         self.health_path = health_path
+        # Read for every request by Site.getResourceFor: an attribute, not a
+        # property (the wrapped resource is fixed).
+        self.isLeaf = bool(getattr(wrapped, "isLeaf", False))
         # Deferred callbacks added while a request is handled keep its log
         # correlation (see containerflare._correlation).
         install_correlation()
 
-    @property
-    def isLeaf(self) -> bool:  # noqa: N802 (Twisted's name)
-        return bool(getattr(self.wrapped, "isLeaf", False))
+    def _gated(self, request: IRequest) -> IResource | None:
+        # The common case (no health path, serving) in two attribute reads.
+        readiness = self.runtime.readiness
+        if self.health_path is None and (readiness is None or readiness._serving):
+            return None
+        return gate(readiness, self.health_path, request)
 
     def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:  # noqa: N802
-        gated = gate(self.runtime.readiness, self.health_path, request)
+        gated = self._gated(request)
         if gated is not None:
             return gated
         attach(request, self.runtime)
@@ -64,7 +70,7 @@ class ContainerResource:
         self.wrapped.putChild(path, child)
 
     def render(self, request: IRequest) -> Any:
-        gated = gate(self.runtime.readiness, self.health_path, request)
+        gated = self._gated(request)
         if gated is not None:
             return gated.render(request)
         attach(request, self.runtime)
@@ -106,11 +112,14 @@ class _Request(Request):
     _cf_started: float | None = None
 
     def process(self) -> None:
-        channel = cast(_Channel, self.channel)
+        channel: _Channel = self.channel  # type: ignore[assignment]
         self._cf_channel = channel
         self._cf_site = site = channel.site
         self._cf_started = site._clock.seconds()
-        site._request_started(self)
+        # Keyed by id(): Request.__hash__ is a Python-level call.
+        site._inflight[id(self)] = self
+        if site._draining:
+            site._request_started_draining(self)
         # Log events from traversal and rendering carry this request.
         token = enter(self)
         try:
@@ -122,15 +131,17 @@ class _Request(Request):
         try:
             super().finish()
         finally:
-            if self._cf_site is not None:
-                self._cf_site._request_ended(self)
+            site = self._cf_site
+            if site is not None:
+                site._request_ended(self)
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802
         try:
             super().connectionLost(reason)
         finally:
-            if self._cf_site is not None:
-                self._cf_site._request_ended(self)
+            site = self._cf_site
+            if site is not None:
+                site._request_ended(self)
 
 
 class ContainerSite(Site):
@@ -160,7 +171,8 @@ class ContainerSite(Site):
             clock = reactor  # type: ignore[assignment]
         self._clock = clock
         self._channels: set[_Channel] = set()
-        self._inflight: set[_Request] = set()
+        # id(request) -> request, for the requests being handled.
+        self._inflight: dict[int, _Request] = {}
         # Connections taken over from HTTP (WebSockets): see upgraded().
         self._upgraded: set[Any] = set()
         self._draining = False
@@ -181,19 +193,15 @@ class ContainerSite(Site):
     def draining(self) -> bool:
         return self._draining
 
-    def _request_started(self, request: _Request) -> None:
-        self._inflight.add(request)
-        if self._draining:
-            # A pipelined request arriving while draining is still served,
-            # and its connection closes after it.
-            request.channel.persistent = False
-            request.setHeader(b"connection", b"close")
+    def _request_started_draining(self, request: _Request) -> None:
+        # A pipelined request arriving while draining is still served, and
+        # its connection closes after it.
+        request.channel.persistent = False
+        request.setHeader(b"connection", b"close")
 
     def _request_ended(self, request: _Request) -> None:
-        if request not in self._inflight:
-            return
-        self._inflight.discard(request)
-        self._check_drained()
+        if self._inflight.pop(id(request), None) is not None and self._draining:
+            self._check_drained()
 
     def _channel_closed(self, channel: _Channel) -> None:
         self._channels.discard(channel)
@@ -207,7 +215,7 @@ class ContainerSite(Site):
         a 1001 close frame), C{abort()}, and C{closed}, a L{Deferred} that
         fires once the connection is lost.
         """
-        self._inflight.discard(request)
+        self._inflight.pop(id(request), None)
         if request._cf_channel is not None:
             self._channels.discard(request._cf_channel)
         self._upgraded.add(connection)
@@ -246,13 +254,13 @@ class ContainerSite(Site):
             in flight and every connection is closed.
         """
         self._draining = True
-        busy = {request._cf_channel for request in self._inflight}
+        busy = {request._cf_channel for request in self._inflight.values()}
         for channel in list(self._channels):
             if channel in busy:
                 channel.persistent = False
             else:
                 channel.loseConnection()
-        for request in self._inflight:
+        for request in self._inflight.values():
             if not request.startedWriting:
                 request.setHeader(b"connection", b"close")
         for connection in list(self._upgraded):
@@ -285,7 +293,7 @@ class ContainerSite(Site):
             channels=len(self._channels),
         )
         channels = set(self._channels)
-        channels.update(r._cf_channel for r in self._inflight if r._cf_channel is not None)
+        channels.update(r._cf_channel for r in self._inflight.values() if r._cf_channel is not None)
         for channel in channels:
             if channel.transport is not None:
                 cast("ITCPTransport", channel.transport).abortConnection()

@@ -54,13 +54,49 @@ log = Logger(namespace="tests.app")
 stdlib_log = logging.getLogger("tests.correlation.app")
 
 
-@pytest.fixture(autouse=True)
-def _installed() -> Iterator[None]:
+#: The real probe (the fixture below replaces it for half of the runs).
+_probe = _correlation._probe
+
+
+@pytest.fixture(autouse=True, params=["inlined", "calling-originals"])
+def _installed(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Every test runs with both forms of the Deferred patch: the one storing
+    # callbacks itself (what runs on the Twisted versions _probe knows) and
+    # the fallback that calls Twisted's methods.
     was = _correlation.installed()
+    _correlation.uninstall()
+    if request.param == "calling-originals":
+        monkeypatch.setattr(_correlation, "_probe", lambda *functions: None)
     _correlation.install()
     yield
-    if not was:
-        _correlation.uninstall()
+    _correlation.uninstall()
+    monkeypatch.undo()
+    if was:
+        _correlation.install()
+
+
+def test_probe_knows_the_installed_twisted() -> None:
+    """
+    The inlined form is what runs with the Twisted this project installs.
+    """
+    _, add_callback = _correlation._originals["addCallback"]
+    halves = _probe(
+        add_callback, _correlation._originals["addErrback"][1], _correlation._originals["addBoth"][1]
+    )
+    assert halves is not None
+    assert all(callable(h) for h in halves)
+
+
+def test_probe_refuses_methods_that_store_differently() -> None:
+    def add_callback(d: Deferred[Any], callback: Any, *args: Any, **kwargs: Any) -> Any:
+        d._callbacks.append(((callback, args, kwargs), (callback, args, kwargs)))
+        return d
+
+    def add_other(d: Deferred[Any], function: Any, *args: Any, **kwargs: Any) -> Any:
+        return d.addCallbacks(function, function)
+
+    assert _probe(add_callback, add_other, add_other) is None
+    assert _probe(None, None, None) is None
 
 
 def _request(headers: dict[bytes, bytes], config: RuntimeConfig, clock: Any = None) -> Any:

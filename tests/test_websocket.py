@@ -38,7 +38,7 @@ def upgraded_site() -> tuple[ContainerSite, Clock, Connection]:
     site = ContainerSite(Resource(), clock=clock)
     request: Any = _Request.__new__(_Request)
     request._cf_channel = None
-    site._inflight.add(request)
+    site._inflight[id(request)] = request
     connection = Connection()
     site.upgraded(request, connection)
     assert site.inflight == 0  # no longer an HTTP request in flight
