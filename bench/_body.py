@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 #: Headers wrk sends (Host is set by wrk itself).
-HEADERS = {"User-Agent": "containerflare-bench/1", "X-Request-Id": "5f0c6a3e9d8b4a1c"}
+HEADERS = {"User-Agent": "containerflare-bench/1", "CF-Ray": "8f0c6a3e9d8b4a1c-ZRH"}
 
 
 def body(host: str | None, user_agent: str | None, request_id: str | None) -> bytes:

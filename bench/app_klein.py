@@ -2,10 +2,12 @@
 (b), (c), (d): the same Klein app, bare or under C{twistd containerflare}.
 
 C{make_app(read_metadata=True)} is what twistd serves
-(C{--app bench.app_klein:containerflare_app}): the handler reads
-C{ContainerContext.from_request(request).metadata} on every request.  The
-bare server uses C{make_app(read_metadata=False)}, so that containerflare is
-not even imported there.
+(C{--app bench.app_klein:containerflare_app}): the handler builds the body
+from C{ContainerContext.from_request(request).metadata} (its host,
+user_agent and request_id, which on Cloudflare is the cf-ray header) on
+every request; the bare server reads the same three headers itself, with
+C{make_app(read_metadata=False)}, so that containerflare is not even
+imported there.  Both give the same body.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ def make_app(read_metadata: bool, as_str: bool = False) -> Klein:
     @app.route("/")
     def index(request):
         if read_metadata:
-            ContainerContext.from_request(request).metadata
-        data = body(_h(request, b"host"), _h(request, b"user-agent"), _h(request, b"x-request-id"))
+            metadata = ContainerContext.from_request(request).metadata
+            data = body(metadata.host, metadata.user_agent, metadata.request_id)
+        else:
+            data = body(_h(request, b"host"), _h(request, b"user-agent"), _h(request, b"cf-ray"))
         request.setHeader(b"content-type", b"application/json")
         if as_str:
             return data.decode("utf-8")

@@ -14,7 +14,7 @@ from bench._body import body
 
 async def index(request: Request) -> Response:
     h = request.headers
-    data = body(h.get("host"), h.get("user-agent"), h.get("x-request-id"))
+    data = body(h.get("host"), h.get("user-agent"), h.get("cf-ray"))
     return Response(data, media_type="application/json")
 
 

@@ -18,7 +18,7 @@ class Index(Resource):
     isLeaf = True
 
     def render_GET(self, request):  # noqa: N802
-        data = body(_h(request, b"host"), _h(request, b"user-agent"), _h(request, b"x-request-id"))
+        data = body(_h(request, b"host"), _h(request, b"user-agent"), _h(request, b"cf-ray"))
         request.setHeader(b"content-type", b"application/json")
         # twisted.web adds Content-Length to a bytes return.
         return data

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from bench._body import HEADERS
+from bench._body import HEADERS, body
 
 VARIANTS = ("bare", "cf", "cf-nometa", "cf-log", "cf-log-json", "bare-str", "twisted")
 
@@ -44,6 +44,10 @@ _REQUEST = (
     + b"".join(f"{k}: {v}\r\n".encode() for k, v in HEADERS.items())
     + b"\r\n"
 )
+
+
+#: What every variant answers (chunked or not, the JSON is in one piece).
+_BODY = body("127.0.0.1:8080", HEADERS["User-Agent"], HEADERS["CF-Ray"])
 
 
 def _site(variant: str):
@@ -103,8 +107,8 @@ def measure(variant: str, batch: int, batches: int) -> dict:
     channel.makeConnection(transport)
     channel.dataReceived(_REQUEST)
     first = transport.value()
-    if not first.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"{variant}: {first[:300]!r}")
+    if not first.startswith(b"HTTP/1.1 200") or _BODY not in first:
+        raise RuntimeError(f"{variant}: {first[:600]!r}, expected the body {_BODY!r}")
     # The start-up heap (tens of thousands of objects) out of the collector's
     # reach: its full passes over it come every few thousand requests, a step
     # in the counts that has nothing to do with the request path.

@@ -13,6 +13,7 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from containerflare._environ import RuntimeConfig
+from containerflare._lazy import request_metadata
 from containerflare.interfaces import IContainerContext
 
 if TYPE_CHECKING:
@@ -105,9 +106,9 @@ class ContainerContext:
         """
         metadata = self._metadata
         if metadata is None:
-            config = self._runtime.config
-            metadata = self._metadata = config.provider.request_metadata(
-                self._request, config, self._runtime.clock.seconds()
+            runtime = self._runtime
+            metadata = self._metadata = request_metadata(
+                self._request, runtime.config, runtime.clock.seconds()
             )
         return metadata
 

@@ -1,0 +1,260 @@
+# -*- test-case-name: tests.test_metadata_lazy -*-
+"""
+Request metadata worked out when a handler reads it, field by field.
+
+The built-in providers return a L{RequestMetadata} whose fields are
+computed on first read: a handler that reads C{host} and C{user_agent}
+does not pay for the client address, the trace and the platform tag.
+
+Only fields whose rule is a plain reading of one or two request headers are
+computed alone (L{_CHEAP}), and only when the request has no
+C{x-containerflare-metadata} header.  Any other field, any problem with a
+header (too long, not UTF-8, not a host name) and any use of the value as
+a whole (equality, hashing, repr, pickling, copying) builds every field at
+once with L{build_metadata}, which also logs the problems; the instance is
+then a plain L{RequestMetadata}.  The field-by-field values are the same as
+the full build's (tests/test_metadata_lazy.py checks it on generated
+requests).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from containerflare._metadata import _DEFAULTS, MAX_HEADER_BYTES, RequestMetadata
+from containerflare._sources import (
+    _METADATA,
+    _host,
+    _path,
+    _Prepared,
+    _prepared_for,
+    build_metadata,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from twisted.web.iweb import IRequest
+
+    from containerflare._environ import RuntimeConfig
+
+#: A rule's answer when the field needs the full build.
+_FULL: Any = object()
+
+
+class _Pending:
+    """
+    What a lazy metadata value is computed from, until it is complete.
+    """
+
+    __slots__ = ("request", "config", "now", "platform", "prepared", "plain")
+
+    def __init__(self, request: IRequest, config: RuntimeConfig, now: float, platform: str) -> None:
+        self.request = request
+        self.config = config
+        self.now = now
+        self.platform = platform
+        self.prepared: _Prepared = _prepared_for(config, platform)
+        # Without the Worker's header, every field comes from the request's
+        # own headers and the environment.
+        self.plain = request.requestHeaders.getRawHeaders(_METADATA) is None
+
+    def text(self, name: bytes) -> Any:
+        """
+        The header's text as the full build reads it, L{None} if absent or
+        empty, L{_FULL} if it has a problem (logged by the full build).
+        """
+        values = self.request.requestHeaders.getRawHeaders(name)
+        if not values:
+            return None
+        value = values[0] if len(values) == 1 else b", ".join(values)
+        if len(value) > MAX_HEADER_BYTES:
+            return _FULL
+        if not value:
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return _FULL
+
+
+def _header(name: bytes) -> Callable[[_Pending], Any]:
+    def rule(pending: _Pending) -> Any:
+        return pending.text(name) if pending.plain else _FULL
+
+    return rule
+
+
+def _cf_header(name: bytes, key: str) -> Callable[[_Pending], Any]:
+    # cf-* headers: ignored on Cloud Run; on Cloudflare the container's own
+    # location fills what the request does not say.
+    def rule(pending: _Pending) -> Any:
+        prepared = pending.prepared
+        if not pending.plain or prepared.cloud_run:
+            return _FULL
+        value = pending.text(name)
+        if value is None and prepared.cloudflare:
+            for default_key, default in prepared.defaults:
+                if default_key == key:
+                    return default
+        return value
+
+    return rule
+
+
+def _method(pending: _Pending) -> Any:
+    return pending.request.method.decode("latin-1") if pending.plain else _FULL
+
+
+def _path_rule(pending: _Pending) -> Any:
+    if not pending.plain:
+        return _FULL
+    problems: list[tuple[str, str]] = []
+    path, _ = _path(pending.request, problems)
+    return _FULL if problems else path
+
+
+def _host_rule(pending: _Pending) -> Any:
+    # x-forwarded-host (a proxy's, with the trusted-hops rule) is left to
+    # the full build; so is Cloud Run, whose Host header also gives defaults.
+    if not pending.plain or pending.prepared.cloud_run:
+        return _FULL
+    headers = pending.request.requestHeaders
+    if headers.getRawHeaders(b"x-forwarded-host") is not None:
+        return _FULL
+    value = pending.text(b"host")
+    if value is _FULL:
+        return _FULL
+    problems: list[tuple[str, str]] = []
+    host = _host(value, "host", problems, 1)
+    return _FULL if problems else host
+
+
+#: Field -> how to compute it alone (or say it cannot).
+_CHEAP: dict[str, Callable[[_Pending], Any]] = {
+    "user_agent": _header(b"user-agent"),
+    "accept": _header(b"accept"),
+    "accept_language": _header(b"accept-language"),
+    "accept_encoding": _header(b"accept-encoding"),
+    "sec_gpc": _header(b"sec-gpc"),
+    "request_id": _cf_header(b"cf-ray", "request_id"),
+    "colo": _cf_header(b"cf-colo", "colo"),
+    "country": _cf_header(b"cf-ipcountry", "country"),
+    "region": _cf_header(b"cf-region", "region"),
+    "method": _method,
+    "path": _path_rule,
+    "host": _host_rule,
+}
+
+_set = object.__setattr__
+
+
+class _Field:
+    """
+    A field of L{_LazyMetadata} not read yet: computed on first read and
+    kept in the instance's C{__dict__}, which later reads find first (a
+    non-data descriptor, as C{functools.cached_property}, without its lock).
+    """
+
+    __slots__ = ("name", "rule")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rule = _CHEAP.get(name)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        state = instance.__dict__
+        rule = self.rule
+        if rule is not None:
+            value = rule(state["_cf_pending"])
+            if value is not _FULL:
+                state[self.name] = value
+                return value
+        return getattr(_complete(instance), self.name)
+
+
+class _LazyMetadata(RequestMetadata):
+    """
+    A L{RequestMetadata} still being worked out; see the module docstring.
+    Becomes a plain L{RequestMetadata} once complete.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return _complete(self) == other
+
+    def __ne__(self, other: object) -> bool:
+        return _complete(self) != other
+
+    def __hash__(self) -> int:
+        return hash(_complete(self))
+
+    def __repr__(self) -> str:
+        return repr(_complete(self))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return _complete(self).__reduce_ex__(protocol)
+
+    def __dir__(self) -> list[str]:
+        return dir(_complete(self))
+
+
+for _name in _DEFAULTS:
+    setattr(_LazyMetadata, _name, _Field(_name))
+del _name
+
+
+def _complete(metadata: RequestMetadata) -> RequestMetadata:
+    """
+    Compute every field of C{metadata} (in place) and make it a plain
+    L{RequestMetadata}.
+    """
+    state = metadata.__dict__
+    pending = state.pop("_cf_pending", None)
+    if pending is not None:
+        full = build_metadata(pending.request, pending.config, pending.now, pending.platform)
+        state.update(full.__dict__)
+    _set(metadata, "__class__", RequestMetadata)
+    return metadata
+
+
+def lazy_metadata(
+    request: IRequest, config: RuntimeConfig, now: float, platform: str
+) -> RequestMetadata:
+    """
+    The metadata of one request, computed field by field as it is read
+    (see L{build_metadata} for the rules and arguments; problems are logged
+    when the fields they concern are read).
+    """
+    try:
+        pending = _Pending(request, config, now, platform)
+    except Exception:  # noqa: BLE001 - a broken request: the full build copes
+        return build_metadata(request, config, now, platform)
+    instance = object.__new__(_LazyMetadata)
+    instance.__dict__["_cf_pending"] = pending
+    return instance
+
+
+def request_metadata(request: IRequest, config: RuntimeConfig, now: float) -> RequestMetadata:
+    """
+    The metadata of a request served by containerflare: lazy with the
+    built-in providers (whose C{request_metadata} builds every field at
+    once), the configured provider's own otherwise.
+    """
+    provider = config.provider
+    platform = _BUILT_IN.get(type(provider))
+    if platform is None:
+        return provider.request_metadata(request, config, now)
+    return lazy_metadata(request, config, now, platform)
+
+
+def _built_in() -> dict[type, str]:
+    from containerflare._platforms import CloudflareProvider, CloudRunProvider, GenericProvider
+
+    return {CloudflareProvider: "cloudflare", CloudRunProvider: "cloud_run", GenericProvider: "generic"}
+
+
+_BUILT_IN = _built_in()
