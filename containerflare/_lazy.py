@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from containerflare._metadata import _DEFAULTS, MAX_HEADER_BYTES, RequestMetadata
 from containerflare._sources import (
     _METADATA,
+    _address,
     _host,
+    _peer,
     _path,
     _Prepared,
     _prepared_for,
@@ -78,17 +80,24 @@ class _Pending:
             return _FULL
 
 
-def _header(name: bytes) -> Callable[[_Pending], Any]:
-    def rule(pending: _Pending) -> Any:
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    #: A field's rule: its value, or _FULL.
+    _Rule: TypeAlias = Callable[[_Pending, RequestMetadata], Any]
+
+
+def _header(name: bytes) -> _Rule:
+    def rule(pending: _Pending, metadata: RequestMetadata) -> Any:
         return pending.text(name) if pending.plain else _FULL
 
     return rule
 
 
-def _cf_header(name: bytes, key: str) -> Callable[[_Pending], Any]:
+def _cf_header(name: bytes, key: str) -> _Rule:
     # cf-* headers: ignored on Cloud Run; on Cloudflare the container's own
     # location fills what the request does not say.
-    def rule(pending: _Pending) -> Any:
+    def rule(pending: _Pending, metadata: RequestMetadata) -> Any:
         prepared = pending.prepared
         if not pending.plain or prepared.cloud_run:
             return _FULL
@@ -102,11 +111,11 @@ def _cf_header(name: bytes, key: str) -> Callable[[_Pending], Any]:
     return rule
 
 
-def _method(pending: _Pending) -> Any:
+def _method(pending: _Pending, metadata: RequestMetadata) -> Any:
     return pending.request.method.decode("latin-1") if pending.plain else _FULL
 
 
-def _path_rule(pending: _Pending) -> Any:
+def _path_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     if not pending.plain:
         return _FULL
     problems: list[tuple[str, str]] = []
@@ -114,7 +123,7 @@ def _path_rule(pending: _Pending) -> Any:
     return _FULL if problems else path
 
 
-def _host_rule(pending: _Pending) -> Any:
+def _host_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     # x-forwarded-host (a proxy's, with the trusted-hops rule) is left to
     # the full build; so is Cloud Run, whose Host header also gives defaults.
     if not pending.plain or pending.prepared.cloud_run:
@@ -130,8 +139,58 @@ def _host_rule(pending: _Pending) -> Any:
     return _FULL if problems else host
 
 
+def _client_ip_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
+    # Proxies' lists (x-forwarded-for, forwarded) and their trusted-hops
+    # rule are left to the full build.
+    if not pending.plain:
+        return _FULL
+    headers = pending.request.requestHeaders
+    if headers.getRawHeaders(b"x-forwarded-for") or headers.getRawHeaders(b"forwarded"):
+        return _FULL
+    prepared = pending.prepared
+    ip = None
+    if not prepared.cloud_run:
+        value = pending.text(b"cf-connecting-ip")
+        if value is _FULL:
+            return _FULL
+        if value is not None:
+            problems: list[tuple[str, str]] = []
+            ip = _address(value, "cf-connecting-ip", problems)
+            if problems:
+                return _FULL
+    if ip is None and (prepared.hops == 0 or prepared.generic):
+        ip = _peer(pending.request)
+    return ip
+
+
+def _scheme_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
+    if not pending.plain:
+        return _FULL
+    headers = pending.request.requestHeaders
+    if headers.getRawHeaders(b"x-forwarded-proto") or headers.getRawHeaders(b"forwarded"):
+        return _FULL
+    return "https" if pending.request.isSecure() else "http"
+
+
+def _raw_url_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
+    if not pending.plain:
+        return _FULL
+    problems: list[tuple[str, str]] = []
+    path, absolute_url = _path(pending.request, problems)
+    if problems:
+        return _FULL
+    if absolute_url is not None:
+        return absolute_url
+    # These two may complete the whole value; the answer is the same.
+    host = metadata.host
+    scheme = metadata.scheme
+    if host is None or scheme is None:
+        return None
+    return f"{scheme}://{host}{path}"
+
+
 #: Field -> how to compute it alone (or say it cannot).
-_CHEAP: dict[str, Callable[[_Pending], Any]] = {
+_CHEAP: dict[str, _Rule] = {
     "user_agent": _header(b"user-agent"),
     "accept": _header(b"accept"),
     "accept_language": _header(b"accept-language"),
@@ -144,6 +203,9 @@ _CHEAP: dict[str, Callable[[_Pending], Any]] = {
     "method": _method,
     "path": _path_rule,
     "host": _host_rule,
+    "client_ip": _client_ip_rule,
+    "scheme": _scheme_rule,
+    "raw_url": _raw_url_rule,
 }
 
 _set = object.__setattr__
@@ -168,8 +230,8 @@ class _Field:
         state = instance.__dict__
         rule = self.rule
         if rule is not None:
-            value = rule(state["_cf_pending"])
-            if value is not _FULL:
+            value = rule(state["_cf_pending"], instance)
+            if value is not _FULL and "_cf_pending" in state:
                 state[self.name] = value
                 return value
         return getattr(_complete(instance), self.name)

@@ -89,6 +89,16 @@ class _Channel(HTTPChannel):
     """
 
     site: ContainerSite
+    _cf_secure: bool | None = None
+
+    def isSecure(self) -> bool:  # noqa: N802
+        # Asked several times per request (Klein's URL, the metadata's
+        # scheme) and the same for the connection's life: Twisted's answer
+        # is an interface adaptation of the transport each time.
+        secure = self._cf_secure
+        if secure is None:
+            secure = self._cf_secure = bool(super().isSecure())
+        return secure
 
     def connectionMade(self) -> None:  # noqa: N802
         super().connectionMade()

@@ -176,3 +176,33 @@ def test_request_not_served_by_containerflare_gets_a_generic_context() -> None:
     failures: list[object] = []
     context.invoke("kv.get").addErrback(failures.append)
     assert "not served by containerflare" in str(failures[0].value)  # type: ignore[attr-defined]
+
+
+def test_channel_answers_is_secure_once_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The channel asks Twisted whether its transport is TLS once, and keeps
+    the answer for the connection's requests.
+    """
+    from twisted.internet.interfaces import ISSLTransport
+    from twisted.internet.testing import StringTransport
+    from twisted.web.http import HTTPChannel
+    from zope.interface import directlyProvides
+
+    from containerflare._site import _Channel
+
+    original = HTTPChannel.isSecure
+    asked: list[object] = []
+
+    def counting(self: HTTPChannel) -> bool:
+        asked.append(self)
+        return bool(original(self))
+
+    monkeypatch.setattr(HTTPChannel, "isSecure", counting)
+    for tls in (False, True):
+        channel = _Channel()
+        transport = StringTransport()
+        if tls:
+            directlyProvides(transport, ISSLTransport)
+        channel.transport = transport
+        assert channel.isSecure() is tls and channel.isSecure() is tls
+        assert asked.count(channel) == 1
