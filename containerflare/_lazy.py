@@ -189,6 +189,17 @@ def _raw_url_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     return f"{scheme}://{host}{path}"
 
 
+def _trace_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
+    # Asked by log correlation for every log line of a request: a request
+    # without trace headers has no trace, whatever else it says.
+    if not pending.plain:
+        return _FULL
+    headers = pending.request.requestHeaders
+    if headers.getRawHeaders(b"x-cloud-trace-context") or headers.getRawHeaders(b"traceparent"):
+        return _FULL
+    return None
+
+
 #: Field -> how to compute it alone (or say it cannot).
 _CHEAP: dict[str, _Rule] = {
     "user_agent": _header(b"user-agent"),
@@ -206,6 +217,7 @@ _CHEAP: dict[str, _Rule] = {
     "client_ip": _client_ip_rule,
     "scheme": _scheme_rule,
     "raw_url": _raw_url_rule,
+    "trace_context": _trace_rule,
 }
 
 _set = object.__setattr__

@@ -215,7 +215,7 @@ CHEAP_HEADERS = {
     "accept_encoding": b"accept-encoding", "sec_gpc": b"sec-gpc", "request_id": b"cf-ray",
     "colo": b"cf-colo", "country": b"cf-ipcountry", "region": b"cf-region", "host": b"host",
     "method": None, "path": None, "client_ip": b"cf-connecting-ip", "scheme": b"x-forwarded-proto",
-    "raw_url": None,
+    "raw_url": None, "trace_context": b"traceparent",
 }  # fmt: skip
 ODD_VALUES = [b"", b"  ", b"ok", b"\xe9t\xe9", b"caf\xc3\xa9", b"x" * 9000, b"a b", b"h:1"]
 
