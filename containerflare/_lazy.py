@@ -61,6 +61,16 @@ class _Pending:
         # own headers and the environment.
         self.plain = request.requestHeaders.getRawHeaders(_METADATA) is None
 
+    def alone(self, *names: bytes) -> bool:
+        """
+        Whether a field can be computed alone: no Worker header and none of
+        the headers C{names} (which need the full build's rules).
+        """
+        if not self.plain:
+            return False
+        get = self.request.requestHeaders.getRawHeaders
+        return not any(get(name) for name in names)
+
     def text(self, name: bytes) -> Any:
         """
         The header's text as the full build reads it, L{None} if absent or
@@ -142,10 +152,7 @@ def _host_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
 def _client_ip_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     # Proxies' lists (x-forwarded-for, forwarded) and their trusted-hops
     # rule are left to the full build.
-    if not pending.plain:
-        return _FULL
-    headers = pending.request.requestHeaders
-    if headers.getRawHeaders(b"x-forwarded-for") or headers.getRawHeaders(b"forwarded"):
+    if not pending.alone(b"x-forwarded-for", b"forwarded"):
         return _FULL
     prepared = pending.prepared
     ip = None
@@ -164,10 +171,7 @@ def _client_ip_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
 
 
 def _scheme_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
-    if not pending.plain:
-        return _FULL
-    headers = pending.request.requestHeaders
-    if headers.getRawHeaders(b"x-forwarded-proto") or headers.getRawHeaders(b"forwarded"):
+    if not pending.alone(b"x-forwarded-proto", b"forwarded"):
         return _FULL
     return "https" if pending.request.isSecure() else "http"
 
@@ -192,12 +196,7 @@ def _raw_url_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
 def _trace_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     # Asked by log correlation for every log line of a request: a request
     # without trace headers has no trace, whatever else it says.
-    if not pending.plain:
-        return _FULL
-    headers = pending.request.requestHeaders
-    if headers.getRawHeaders(b"x-cloud-trace-context") or headers.getRawHeaders(b"traceparent"):
-        return _FULL
-    return None
+    return None if pending.alone(b"x-cloud-trace-context", b"traceparent") else _FULL
 
 
 #: Field -> how to compute it alone (or say it cannot).
