@@ -6,6 +6,7 @@ client, and shuts down gracefully.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from containerflare._lifecycle import Lifecycle, Readiness, StartupFailed, check
 from containerflare._site import ContainerResource, ContainerSite
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from twisted.internet.interfaces import IListeningPort
     from twisted.python.failure import Failure
 
@@ -56,6 +59,8 @@ class ContainerService(Service):
     @ivar site: the L{ContainerSite}, once started.
     @ivar port: the listening port, once listening.
     @ivar exit_status: 0, or 1 once a start-up hook failed.
+    @ivar freeze_heap: called once when ready to serve, if given: the
+        process's owner (the twistd plugin) passes L{gc.freeze}.
     """
 
     name = "containerflare"
@@ -73,6 +78,7 @@ class ContainerService(Service):
         reactor: Any = None,
         lifecycle: Lifecycle | None = None,
         health_path: str | None = None,
+        freeze_heap: Callable[[], None] | None = None,
     ) -> None:
         self.resource = resource
         self.config = config
@@ -88,6 +94,7 @@ class ContainerService(Service):
         self.lifecycle = lifecycle
         self.health_path = check_health_path(health_path) if health_path else None
         self.exit_status = 0
+        self.freeze_heap = freeze_heap
         self._starting: Deferred[None] | None = None
 
     @property
@@ -136,17 +143,27 @@ class ContainerService(Service):
             failures[0].raiseException()
         self._start_hooks(readiness)
 
+    def _ready(self, readiness: Readiness) -> None:
+        readiness.mark_ready()
+        if self.freeze_heap is not None:
+            # What start-up built (modules, the app, what the hooks loaded)
+            # lives as long as the process: out of the collector's reach,
+            # its full passes no longer walk it again and again under load
+            # (~25 ms each, every second or so: docs/benchmarks.md).  O(1).
+            self.freeze_heap()
+            _log.debug("start-up heap frozen: {count} objects", count=gc.get_freeze_count())
+
     def _start_hooks(self, readiness: Readiness) -> None:
         lifecycle = self.lifecycle
         if lifecycle is None or not lifecycle.startup_hooks:
-            readiness.mark_ready()
+            self._ready(readiness)
             return
         lifecycle.runtime = self.runtime
         self._starting = starting = lifecycle.startup(self.reactor)
 
         def started(_: None) -> None:
             self._starting = None
-            readiness.mark_ready()
+            self._ready(readiness)
             _log.info("containerflare ready: start-up hooks done")
 
         def failed(reason: Failure) -> None:

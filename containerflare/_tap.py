@@ -118,6 +118,8 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["no-access-log", None, "Do not log one line per request."],
+        ["no-gc-freeze", None, "Leave the objects built at start-up to the garbage "
+         "collector (by default they are frozen once ready: gc.freeze)."],
     ]
 
     def getUsage(self, width: int | None = None) -> str:  # noqa: N802
@@ -222,6 +224,7 @@ def makeService(options: Options) -> ContainerService:  # noqa: N802
         log_observer=make_observer(config),
         lifecycle=options.get("lifecycle"),
         health_path=options.get("health-path"),
+        freeze_heap=None if options["no-gc-freeze"] else gc.freeze,
     )
     _exit_with_status(service)
     return service

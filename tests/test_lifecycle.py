@@ -6,6 +6,7 @@ Lifecycle hooks, readiness and the gate in front of the app, in memory
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -354,7 +355,9 @@ class RecordingClient:
         return succeed(None)
 
 
-def service_with(lifecycle: Lifecycle) -> tuple[ContainerService, MemoryReactorClock]:
+def service_with(
+    lifecycle: Lifecycle | None, freeze_heap: Callable[[], None] | None = None
+) -> tuple[ContainerService, MemoryReactorClock]:
     reactor = MemoryReactorClock()
     service = ContainerService(
         Klein().resource(),
@@ -364,6 +367,7 @@ def service_with(lifecycle: Lifecycle) -> tuple[ContainerService, MemoryReactorC
         lifecycle=lifecycle,
         health_path="/healthz",
         reactor=reactor,
+        freeze_heap=freeze_heap,
     )
     return service, reactor
 
@@ -383,6 +387,44 @@ def test_service_gates_readiness_on_startup_hooks() -> None:
     assert runtime.readiness.state == "ready"
     assert service.exit_status == 0
     result_of(service.stopService())
+
+
+def test_service_freezes_the_heap_once_ready() -> None:
+    """
+    The start-up heap is frozen when the service is ready: after the
+    start-up hooks (which may load what the app keeps), once.
+    """
+    states: list[str] = []
+    lifecycle = Lifecycle()
+    started: Deferred[None] = Deferred()
+    lifecycle.on_startup(lambda: started)
+
+    def freeze() -> None:
+        assert service.runtime is not None and service.runtime.readiness is not None
+        states.append(service.runtime.readiness.state)
+
+    service, _ = service_with(lifecycle, freeze)
+    service.startService()
+    assert states == []
+    started.callback(None)
+    assert states == ["ready"]
+    result_of(service.stopService())
+    assert states == ["ready"]
+
+    without_hooks, _ = service_with(None, lambda: states.append("no hooks"))
+    without_hooks.startService()
+    assert states == ["ready", "no hooks"]
+    result_of(without_hooks.stopService())
+
+
+def test_service_does_not_freeze_when_startup_fails() -> None:
+    frozen: list[bool] = []
+    lifecycle = Lifecycle()
+    lifecycle.on_startup(lambda: 1 / 0)
+    service, _ = service_with(lifecycle, lambda: frozen.append(True))
+    service.startService()
+    assert service.exit_status == 1
+    assert frozen == []
 
 
 def test_service_failed_startup_stops_the_reactor_with_status_1() -> None:

@@ -1,12 +1,16 @@
 """
 The collector is paused while C{twistd containerflare} imports the app (a
-start-up cost, see docs/benchmarks.md) and always turned back on.
+start-up cost, see docs/benchmarks.md) and always turned back on; once the
+service is ready, the start-up heap is frozen out of its reach (unless
+C{--no-gc-freeze}), checked here in real twistd processes too.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import sys
+import urllib.request
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,10 @@ import pytest
 from twisted.python import usage
 from twisted.web.resource import Resource
 
-from containerflare._tap import Options
+from containerflare._tap import Options, makeService
+from tests._process import run_twistd
+
+APPS = Path(__file__).parent / "apps"
 
 
 @pytest.fixture
@@ -61,3 +68,28 @@ def test_left_off_when_it_was_off(app_module: dict[str, bool]) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_make_service_freezes_unless_told_not_to(app_module: dict[str, bool]) -> None:
+    options = Options()
+    options.parseOptions(["--app", "cf_gc_app:app"])
+    assert makeService(options).freeze_heap is gc.freeze
+    options = Options()
+    options.parseOptions(["--app", "cf_gc_app:app", "--no-gc-freeze"])
+    assert makeService(options).freeze_heap is None
+
+
+def _frozen(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/gc", timeout=30) as response:
+        return int(json.loads(response.read())["frozen"])
+
+
+@pytest.mark.parametrize(("args", "frozen"), [((), True), (("--no-gc-freeze",), False)])
+def test_twistd_freezes_the_startup_heap(
+    tmp_path: Path, args: tuple[str, ...], frozen: bool
+) -> None:
+    with run_twistd("runtime_app:app", cwd=APPS, args=args, tmp_path=tmp_path) as child:
+        count = _frozen(child.port)
+    # The start-up heap is tens of thousands of objects (Twisted, Klein, the app).
+    assert (count > 10_000) is frozen, count
+    assert count == 0 or frozen

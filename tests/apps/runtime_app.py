@@ -2,6 +2,7 @@
 A small Klein app for the runtime's process tests.
 """
 
+import gc
 import json
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def index(request):
             "path": ctx.metadata.path,
         }
     ).encode()
+
+
+@app.route("/gc")
+def gc_state(request):
+    """
+    How many objects the runtime froze out of the collector's reach.
+    """
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps({"frozen": gc.get_freeze_count()}).encode()
 
 
 @app.route("/slow")
