@@ -64,8 +64,10 @@ SERVERS: dict[str, Server] = {
                lambda p: [PYTHON, "-m", "uvicorn", "bench.app_starlette:app",
                           "--host", "127.0.0.1", "--port", str(p), "--no-access-log",
                           "--loop", "asyncio", "--http", "h11", "--log-level", "warning"]),
-        # Cold start only: twistd's own start-up cost, without containerflare.
-        Server("t", "the bare Klein app under twistd -n web",
+        # twistd's own start-up cost, without containerflare; loaded, its
+        # Site writes Twisted's own request log (a line per request through
+        # the legacy log to twistd's log file): what (d) compares with.
+        Server("t", "the bare Klein app under twistd -n web (its request log)",
                lambda p: [TWISTD, "-n", "--pidfile=", "web", "--listen",
                           f"tcp:port={p}:interface=127.0.0.1",
                           "--class", "bench.app_klein.bare_resource"]),
