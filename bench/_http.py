@@ -29,10 +29,10 @@ class Server:
     env: Callable[[int], dict[str, str]] = lambda port: {}
 
 
-def _containerflare(access_log: bool) -> Callable[[int], list[str]]:
+def _containerflare(access_log: bool, app: str = "containerflare_app") -> Callable[[int], list[str]]:
     def argv(port: int) -> list[str]:
         args = [TWISTD, "-n", "--pidfile=", "containerflare",
-                "--app", "bench.app_klein:containerflare_app"]
+                "--app", f"bench.app_klein:{app}"]
         if not access_log:
             args.append("--no-access-log")
         return args
@@ -54,8 +54,12 @@ SERVERS: dict[str, Server] = {
                lambda p: [PYTHON, "-m", "bench.serve", "twisted", "--port", str(p)]),
         Server("b", "bare Klein Site(app.resource())",
                lambda p: [PYTHON, "-m", "bench.serve", "klein", "--port", str(p)]),
+        Server("bf", "(b), its start-up heap frozen (gc.freeze) as containerflare does",
+               lambda p: [PYTHON, "-m", "bench.serve", "klein", "--port", str(p), "--freeze"]),
         Server("c", "twistd containerflare --no-access-log, reads metadata",
                _containerflare(False), _containerflare_env),
+        Server("c0", "(c), the handler reading the headers itself (no metadata)",
+               _containerflare(False, "raw_headers_app"), _containerflare_env),
         Server("d", "(c) with the default access log",
                _containerflare(True), _containerflare_env),
         Server("d_run", "(d) on Cloud Run: JSON access log (httpRequest)",

@@ -52,6 +52,15 @@ def containerflare_app() -> Klein:
     return make_app(read_metadata=True)
 
 
+def raw_headers_app() -> Klein:
+    """
+    The bare app, for (c0): C{twistd containerflare} serving a handler that
+    reads the three headers itself, so that the runtime's own cost is
+    measured apart from the metadata's.
+    """
+    return make_app(read_metadata=False)
+
+
 def bare_resource():
     """
     The bare app's resource, for C{twistd web --class} (cold start of twistd

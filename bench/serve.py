@@ -16,6 +16,9 @@ def main() -> None:
     parser.add_argument("kind", choices=["twisted", "klein", "klein-str"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--freeze", action="store_true",
+                        help="freeze the start-up heap (gc.freeze) once listening, as "
+                        "twistd containerflare does when ready")
     args = parser.parse_args()
 
     from twisted.internet import reactor
@@ -30,6 +33,10 @@ def main() -> None:
     site = Site(resource)
     site.log = lambda request: None  # no access log, as in (c)
     reactor.listenTCP(args.port, site, interface=args.host)
+    if args.freeze:
+        import gc
+
+        gc.freeze()
     reactor.run()
 
 
