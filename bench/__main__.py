@@ -82,7 +82,8 @@ def _ratios(results: dict) -> dict[str, dict]:
     if http:
         runs = http["runs"]
         for x, y in [("c", "b"), ("d", "b"), ("c", "e"), ("d_run", "b"), ("a", "b"), ("b", "e"),
-                     ("b_str", "b"), ("d", "c"), ("t", "b"), ("d", "t"), ("c0", "b"), ("c", "c0"), ("bf", "b"), ("c0", "bf"), ("c", "bf")]:
+                     ("b_str", "b"), ("d", "c"), ("t", "b"), ("d", "t"),
+                     ("c0", "b"), ("c", "c0"), ("bf", "b"), ("c0", "bf"), ("c", "bf")]:
             if x not in runs or y not in runs:
                 continue
             for c in runs[x]:
