@@ -14,7 +14,7 @@ a whole (equality, hashing, repr, pickling, copying) builds every field at
 once with L{build_metadata}, which also logs the problems; the instance is
 then a plain L{RequestMetadata}.  The field-by-field values are the same as
 the full build's (tests/test_metadata_lazy.py checks it on generated
-requests).
+requests).  The request's headers are copied when the value is created.
 """
 
 from __future__ import annotations
@@ -23,18 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 from containerflare._metadata import _DEFAULTS, MAX_HEADER_BYTES, RequestMetadata
 from containerflare._sources import (
+    _GOOD_HOSTS,
     _METADATA,
     _address,
+    _canonical,
     _host,
-    _peer,
     _path,
+    _peer,
     _Prepared,
     _prepared_for,
     build_metadata,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from twisted.web.iweb import IRequest
 
@@ -43,13 +45,24 @@ if TYPE_CHECKING:
 #: A rule's answer when the field needs the full build.
 _FULL: Any = object()
 
+# Header names as _Pending.found has them (Headers' canonical capitalisation).
+_METADATA_NAME = _canonical(_METADATA)
+_HOST = _canonical(b"host")
+_X_FORWARDED_HOST = _canonical(b"x-forwarded-host")
+_X_FORWARDED_FOR = _canonical(b"x-forwarded-for")
+_X_FORWARDED_PROTO = _canonical(b"x-forwarded-proto")
+_FORWARDED = _canonical(b"forwarded")
+_CF_CONNECTING_IP = _canonical(b"cf-connecting-ip")
+_CLOUD_TRACE = _canonical(b"x-cloud-trace-context")
+_TRACEPARENT = _canonical(b"traceparent")
+
 
 class _Pending:
     """
     What a lazy metadata value is computed from, until it is complete.
     """
 
-    __slots__ = ("request", "config", "now", "platform", "prepared", "plain")
+    __slots__ = ("request", "config", "now", "platform", "prepared", "found", "plain")
 
     def __init__(self, request: IRequest, config: RuntimeConfig, now: float, platform: str) -> None:
         self.request = request
@@ -57,37 +70,31 @@ class _Pending:
         self.now = now
         self.platform = platform
         self.prepared: _Prepared = _prepared_for(config, platform)
+        # The request's headers copied once (in C) under the names
+        # getAllRawHeaders gives them: a rule's read is then a dict look-up,
+        # not Headers.getRawHeaders (two Python calls per name).
+        self.found = found = dict(request.requestHeaders.getAllRawHeaders())
         # Without the Worker's header, every field comes from the request's
         # own headers and the environment.
-        self.plain = request.requestHeaders.getRawHeaders(_METADATA) is None
+        self.plain = not found.get(_METADATA_NAME)
 
-    def alone(self, *names: bytes) -> bool:
-        """
-        Whether a field can be computed alone: no Worker header and none of
-        the headers C{names} (which need the full build's rules).
-        """
-        if not self.plain:
-            return False
-        get = self.request.requestHeaders.getRawHeaders
-        return not any(get(name) for name in names)
 
-    def text(self, name: bytes) -> Any:
-        """
-        The header's text as the full build reads it, L{None} if absent or
-        empty, L{_FULL} if it has a problem (logged by the full build).
-        """
-        values = self.request.requestHeaders.getRawHeaders(name)
-        if not values:
-            return None
-        value = values[0] if len(values) == 1 else b", ".join(values)
-        if len(value) > MAX_HEADER_BYTES:
-            return _FULL
-        if not value:
-            return None
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return _FULL
+def _text(values: Sequence[bytes] | None) -> Any:
+    """
+    A header's text as the full build reads it, from its values: L{None} if
+    absent or empty, L{_FULL} if it has a problem (logged by the full build).
+    """
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else b", ".join(values)
+    if len(value) > MAX_HEADER_BYTES:
+        return _FULL
+    if not value:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return _FULL
 
 
 if TYPE_CHECKING:
@@ -95,30 +102,6 @@ if TYPE_CHECKING:
 
     #: A field's rule: its value, or _FULL.
     _Rule: TypeAlias = Callable[[_Pending, RequestMetadata], Any]
-
-
-def _header(name: bytes) -> _Rule:
-    def rule(pending: _Pending, metadata: RequestMetadata) -> Any:
-        return pending.text(name) if pending.plain else _FULL
-
-    return rule
-
-
-def _cf_header(name: bytes, key: str) -> _Rule:
-    # cf-* headers: ignored on Cloud Run; on Cloudflare the container's own
-    # location fills what the request does not say.
-    def rule(pending: _Pending, metadata: RequestMetadata) -> Any:
-        prepared = pending.prepared
-        if not pending.plain or prepared.cloud_run:
-            return _FULL
-        value = pending.text(name)
-        if value is None and prepared.cloudflare:
-            for default_key, default in prepared.defaults:
-                if default_key == key:
-                    return default
-        return value
-
-    return rule
 
 
 def _method(pending: _Pending, metadata: RequestMetadata) -> Any:
@@ -133,31 +116,16 @@ def _path_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     return _FULL if problems else path
 
 
-def _host_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
-    # x-forwarded-host (a proxy's, with the trusted-hops rule) is left to
-    # the full build; so is Cloud Run, whose Host header also gives defaults.
-    if not pending.plain or pending.prepared.cloud_run:
-        return _FULL
-    headers = pending.request.requestHeaders
-    if headers.getRawHeaders(b"x-forwarded-host") is not None:
-        return _FULL
-    value = pending.text(b"host")
-    if value is _FULL:
-        return _FULL
-    problems: list[tuple[str, str]] = []
-    host = _host(value, "host", problems, 1)
-    return _FULL if problems else host
-
-
 def _client_ip_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     # Proxies' lists (x-forwarded-for, forwarded) and their trusted-hops
     # rule are left to the full build.
-    if not pending.alone(b"x-forwarded-for", b"forwarded"):
+    found = pending.found
+    if not pending.plain or found.get(_X_FORWARDED_FOR) or found.get(_FORWARDED):
         return _FULL
     prepared = pending.prepared
     ip = None
     if not prepared.cloud_run:
-        value = pending.text(b"cf-connecting-ip")
+        value = _text(found.get(_CF_CONNECTING_IP))
         if value is _FULL:
             return _FULL
         if value is not None:
@@ -171,7 +139,8 @@ def _client_ip_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
 
 
 def _scheme_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
-    if not pending.alone(b"x-forwarded-proto", b"forwarded"):
+    found = pending.found
+    if not pending.plain or found.get(_X_FORWARDED_PROTO) or found.get(_FORWARDED):
         return _FULL
     return "https" if pending.request.isSecure() else "http"
 
@@ -196,28 +165,41 @@ def _raw_url_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
 def _trace_rule(pending: _Pending, metadata: RequestMetadata) -> Any:
     # Asked by log correlation for every log line of a request: a request
     # without trace headers has no trace, whatever else it says.
-    return None if pending.alone(b"x-cloud-trace-context", b"traceparent") else _FULL
+    found = pending.found
+    if not pending.plain or found.get(_CLOUD_TRACE) or found.get(_TRACEPARENT):
+        return _FULL
+    return None
 
 
-#: Field -> how to compute it alone (or say it cannot).
-_CHEAP: dict[str, _Rule] = {
-    "user_agent": _header(b"user-agent"),
-    "accept": _header(b"accept"),
-    "accept_language": _header(b"accept-language"),
-    "accept_encoding": _header(b"accept-encoding"),
-    "sec_gpc": _header(b"sec-gpc"),
-    "request_id": _cf_header(b"cf-ray", "request_id"),
-    "colo": _cf_header(b"cf-colo", "colo"),
-    "country": _cf_header(b"cf-ipcountry", "country"),
-    "region": _cf_header(b"cf-region", "region"),
+#: Field -> its rule, for the fields computed alone that are not one
+#: header's text (L{_HEADER_FIELDS}) or the host (L{_HostField}).
+_RULES: dict[str, _Rule] = {
     "method": _method,
     "path": _path_rule,
-    "host": _host_rule,
     "client_ip": _client_ip_rule,
     "scheme": _scheme_rule,
     "raw_url": _raw_url_rule,
     "trace_context": _trace_rule,
 }
+
+#: Field -> (its header, whether a cf-* header): the fields that are one
+#: header's text.  cf-* headers are ignored on Cloud Run (any client can
+#: send them); on Cloudflare the container's own location fills what the
+#: request does not say.
+_HEADER_FIELDS: dict[str, tuple[bytes, bool]] = {
+    "user_agent": (b"user-agent", False),
+    "accept": (b"accept", False),
+    "accept_language": (b"accept-language", False),
+    "accept_encoding": (b"accept-encoding", False),
+    "sec_gpc": (b"sec-gpc", False),
+    "request_id": (b"cf-ray", True),
+    "colo": (b"cf-colo", True),
+    "country": (b"cf-ipcountry", True),
+    "region": (b"cf-region", True),
+}
+
+#: Every field that can be computed alone.
+_CHEAP = frozenset(_RULES) | frozenset(_HEADER_FIELDS) | {"host"}
 
 _set = object.__setattr__
 
@@ -231,9 +213,9 @@ class _Field:
 
     __slots__ = ("name", "rule")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, rule: _Rule | None) -> None:
         self.name = name
-        self.rule = _CHEAP.get(name)
+        self.rule = rule
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
@@ -246,6 +228,67 @@ class _Field:
                 state[self.name] = value
                 return value
         return getattr(_complete(instance), self.name)
+
+
+class _HeaderField(_Field):
+    """
+    A field that is one header's text (see L{_HEADER_FIELDS}), its rule in
+    the descriptor itself: a Python call costs as much as the rule.
+    """
+
+    __slots__ = ("header", "cf")
+
+    def __init__(self, name: str, header: bytes, cf: bool) -> None:
+        super().__init__(name, None)
+        self.header = _canonical(header)
+        self.cf = cf
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        state = instance.__dict__
+        pending: _Pending = state["_cf_pending"]
+        prepared = pending.prepared
+        if pending.plain and not (self.cf and prepared.cloud_run):
+            value = _text(pending.found.get(self.header))
+            if value is None and self.cf and prepared.cloudflare:
+                for key, default in prepared.defaults:
+                    if key == self.name:
+                        value = default
+                        break
+            if value is not _FULL:
+                state[self.name] = value
+                return value
+        return getattr(_complete(instance), self.name)
+
+
+class _HostField(_Field):
+    """
+    C{host}, from the Host header alone.  x-forwarded-host (a proxy's, with
+    the trusted-hops rule) is left to the full build; so is Cloud Run,
+    whose Host header also gives defaults.
+    """
+
+    __slots__ = ()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        state = instance.__dict__
+        pending: _Pending = state["_cf_pending"]
+        found = pending.found
+        if pending.plain and not pending.prepared.cloud_run and not found.get(_X_FORWARDED_HOST):
+            value = _text(found.get(_HOST))
+            if value is None or value in _GOOD_HOSTS:  # as matched before: no list, no blanks
+                state["host"] = value
+                return value
+            if value is not _FULL:
+                problems: list[tuple[str, str]] = []
+                value = _host(value, "host", problems, 1)
+                if not problems:
+                    state["host"] = value
+                    return value
+        return _complete(instance).host
 
 
 class _LazyMetadata(RequestMetadata):
@@ -276,7 +319,12 @@ class _LazyMetadata(RequestMetadata):
 
 
 for _name in _DEFAULTS:
-    setattr(_LazyMetadata, _name, _Field(_name))
+    if _name == "host":
+        setattr(_LazyMetadata, _name, _HostField(_name, None))
+    elif _name in _HEADER_FIELDS:
+        setattr(_LazyMetadata, _name, _HeaderField(_name, *_HEADER_FIELDS[_name]))
+    else:
+        setattr(_LazyMetadata, _name, _Field(_name, _RULES.get(_name)))
 del _name
 
 
