@@ -11,7 +11,13 @@ steadier than wrk on a shared machine, so it is what decides a small
 change; wrk in C{python -m bench} is what users would see.
 
 C{--instructions} counts instructions per request under valgrind instead:
-exact and repeatable whatever else runs on the machine.
+exact and repeatable whatever else runs on the machine.  C{--collector off}
+disables the garbage collector once the site is warm: its passes make steps
+of several thousand instructions per request in the counts (more or fewer
+of them fall in the measured window from one run to the next), so a change
+of 1% is only visible without them; memory grows meanwhile (Klein's
+per-request cycles are not freed), which is fine for a few thousand
+requests.
 
 Variants:
   - bare:        Site(Klein app), no access log             (b)
@@ -92,7 +98,7 @@ def _site(variant: str):
                          access_log=access_log)
 
 
-def measure(variant: str, batch: int, batches: int) -> dict:
+def measure(variant: str, batch: int, batches: int, collector: bool = True) -> dict:
     import gc
 
     from twisted.internet.task import Clock
@@ -117,6 +123,8 @@ def measure(variant: str, batch: int, batches: int) -> dict:
     # in the counts that has nothing to do with the request path.
     gc.collect()
     gc.freeze()
+    if not collector:
+        gc.disable()
     times = []
     for _ in range(batches):
         t0 = time.process_time()
@@ -128,7 +136,7 @@ def measure(variant: str, batch: int, batches: int) -> dict:
     return {"best_us": min(times), "median_us": statistics.median(times)}
 
 
-def _instructions(variant: str, batch: int) -> int:
+def _instructions(variant: str, batch: int, collector: str) -> int:
     """
     Instructions executed by a child that serves C{batch} requests (after
     one warm-up request), counted by valgrind.
@@ -138,7 +146,7 @@ def _instructions(variant: str, batch: int) -> int:
     out = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, "-m", "bench.inproc", "--variant", variant, "--batch", str(batch),
-         "--batches", "1"],
+         "--batches", "1", "--collector", collector],
         env=_env(), capture_output=True, text=True, check=True)
     match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
     if match is None:
@@ -162,6 +170,9 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per request with valgrind instead of timing "
                         "(deterministic; apt-get install valgrind)")
+    parser.add_argument("--collector", choices=("on", "off"), default="on",
+                        help="off: the garbage collector disabled while measuring "
+                        "(exactly repeatable instruction counts)")
     args = parser.parse_args()
     if args.instructions:
         # Two runs per variant; the difference divided by the difference in
@@ -171,13 +182,13 @@ def main() -> None:
         small, large = 200, 3200
         base = None
         for v in args.variants.split(","):
-            per_request = (_instructions(v, large) - _instructions(v, small)) / (large - small)
+            per_request = (_instructions(v, large, args.collector) - _instructions(v, small, args.collector)) / (large - small)
             base = base or (per_request if v == "bare" else None)
             extra = f"  {per_request / base:.3f} x bare" if base else ""
             print(f"{v:10} {per_request / 1000:8.1f} k instructions/request{extra}", flush=True)
         return
     if args.variant:
-        print(json.dumps(measure(args.variant, args.batch, args.batches)))
+        print(json.dumps(measure(args.variant, args.batch, args.batches, args.collector == "on")))
         return
     from bench._proc import clean_environ, pin_self
 
@@ -188,7 +199,7 @@ def main() -> None:
         for v in variants:
             out = subprocess.run(
                 [sys.executable, "-m", "bench.inproc", "--variant", v, "--batch", str(args.batch),
-                 "--batches", str(args.batches)],
+                 "--batches", str(args.batches), "--collector", args.collector],
                 env=clean_environ(), capture_output=True, text=True, check=True)
             best[v].append(json.loads(out.stdout.splitlines()[-1])["best_us"])
         variants = variants[1:] + variants[:1]
