@@ -14,7 +14,10 @@ a whole (equality, hashing, repr, pickling, copying) builds every field at
 once with L{build_metadata}, which also logs the problems; the instance is
 then a plain L{RequestMetadata}.  The field-by-field values are the same as
 the full build's (tests/test_metadata_lazy.py checks it on generated
-requests).  The request's headers are copied when the value is created.
+requests).  The fields computed alone read the request's headers as they
+were when the value was created (one copy, made in C); the full build reads
+them when it runs, so a handler that changes the request's own headers after
+asking for the metadata may see either.
 """
 
 from __future__ import annotations
