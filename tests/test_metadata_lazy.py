@@ -125,6 +125,30 @@ def test_cheap_fields_do_not_build_the_rest() -> None:
     assert "not an IP address" in _problem_lines(events)[0]
 
 
+def test_header_names_in_any_case_are_found() -> None:
+    cfg = config("cloudflare")
+    request = make_request(
+        [(b"HOST", b"example.com"), (b"User-AGENT", b"ua/1"), (b"cf-RAY", b"ray-1")]
+    )
+    lazy = lazy_metadata(request, cfg, NOW, "cloudflare")
+    assert (lazy.host, lazy.user_agent, lazy.request_id) == ("example.com", "ua/1", "ray-1")
+    assert type(lazy) is _LazyMetadata  # read alone, not through the full build
+
+
+def test_fields_read_alone_see_the_headers_as_they_were_when_created() -> None:
+    """
+    The lazy value copies the request's headers once, when it is created
+    (documented in containerflare._lazy).
+    """
+    cfg = config("generic")
+    request = make_request([(b"host", b"example.com"), (b"user-agent", b"ua/1")])
+    lazy = lazy_metadata(request, cfg, NOW, "generic")
+    request.requestHeaders.setRawHeaders(b"user-agent", [b"changed"])
+    request.requestHeaders.setRawHeaders(b"x-forwarded-host", [b"other.example"])
+    assert (lazy.user_agent, lazy.host) == ("ua/1", "example.com")
+    assert type(lazy) is _LazyMetadata
+
+
 def test_with_the_worker_header_every_field_comes_from_the_full_build() -> None:
     cfg = config("cloudflare")
     request = make_request(
