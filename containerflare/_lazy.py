@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from containerflare._metadata import _DEFAULTS, MAX_HEADER_BYTES, RequestMetadata
 from containerflare._sources import (
+    _CF_HEADERS,
     _GOOD_HOSTS,
     _METADATA,
+    _PLAIN_HEADERS,
     _address,
     _canonical,
     _host,
@@ -186,19 +188,12 @@ _RULES: dict[str, _Rule] = {
 }
 
 #: Field -> (its header, whether a cf-* header): the fields that are one
-#: header's text.  cf-* headers are ignored on Cloud Run (any client can
-#: send them); on Cloudflare the container's own location fills what the
-#: request does not say.
+#: header's text, as the full build reads them.  cf-* headers are ignored on
+#: Cloud Run (any client can send them); on Cloudflare the container's own
+#: location fills what the request does not say.
 _HEADER_FIELDS: dict[str, tuple[bytes, bool]] = {
-    "user_agent": (b"user-agent", False),
-    "accept": (b"accept", False),
-    "accept_language": (b"accept-language", False),
-    "accept_encoding": (b"accept-encoding", False),
-    "sec_gpc": (b"sec-gpc", False),
-    "request_id": (b"cf-ray", True),
-    "colo": (b"cf-colo", True),
-    "country": (b"cf-ipcountry", True),
-    "region": (b"cf-region", True),
+    **{key: (name, False) for key, name in _PLAIN_HEADERS},
+    **{key: (name, True) for key, name in _CF_HEADERS},
 }
 
 #: Every field that can be computed alone.
