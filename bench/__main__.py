@@ -115,6 +115,18 @@ def _ratios(results: dict) -> dict[str, dict]:
             ratios["command.floor.64/1"] = _median_ratio(
                 [r["per_second"] for r in runs["floor"]["64"]],
                 [r["per_second"] for r in runs["floor"]["1"]])
+        # Measured rate over the rate of client and responder taking turns
+        # (1e6 / their CPU per invoke summed): 1.0 when they never overlap.
+        for kind, byc in runs.items():
+            rs = [r for r in byc.get("64", []) if r.get("responder_cpu_us") is not None]
+            if rs:
+                ratios[f"command.{kind}.64/turns"] = _median_ratio(
+                    [r["per_second"] for r in rs],
+                    [1e6 / (r["client_cpu_us"] + r["responder_cpu_us"]) for r in rs])
+        if "floor2" in runs and "64" in runs["floor2"]:
+            ratios["command.floor2/floor.64"] = _median_ratio(
+                [r["per_second"] for r in runs["floor2"]["64"]],
+                [r["per_second"] for r in runs["floor"]["64"]])
         for c in ("1", "64"):
             if "client" in runs and c in runs["client"]:
                 ratios[f"command.client/floor.{c}"] = _median_ratio(
@@ -184,14 +196,22 @@ def _markdown(results: dict) -> str:
     command = results.get("command")
     if command:
         names = {"floor": "bare LineReceiver client -> echo responder",
+                 "floor2": "the same over 2 connections",
                  "client": "CommandClient -> echo responder",
                  "host": "CommandClient -> reference host (%s)" % (command.get("host_command") or [""])[0]}
-        lines += ["| command channel (UNIX socket) | in flight | invokes/s | p50 ms | p99 ms |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += ["| command channel (UNIX socket) | in flight | invokes/s | p50 ms | p99 ms "
+                  "| client CPU us/invoke | responder CPU us/invoke | taking turns, invokes/s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for kind, byc in command["runs"].items():
             for c, rs in byc.items():
+                client = _med([r["client_cpu_us"] for r in rs])
+                peer = [r["responder_cpu_us"] for r in rs if r.get("responder_cpu_us") is not None]
+                # The rate if client and responder only ever worked in turn.
+                turns = (f"{_med(peer):.1f} | {1e6 / (client + _med(peer)):.0f}"
+                         if peer and client + _med(peer) > 0 else "- | -")
                 lines.append(f"| {names[kind]} | {c} | {_med([r['per_second'] for r in rs]):.0f} | "
-                             f"{_med([r['p50_us'] for r in rs]) / 1000:.3f} | {_med([r['p99_us'] for r in rs]) / 1000:.3f} |")
+                             f"{_med([r['p50_us'] for r in rs]) / 1000:.3f} | {_med([r['p99_us'] for r in rs]) / 1000:.3f} | "
+                             f"{client:.1f} | {turns} |")
         for note in command.get("notes", []):
             lines.append(f"\nNote: {note}")
         lines.append("")

@@ -2,6 +2,7 @@
 The command channel part: invokes per second and p50/p99 over a UNIX
 socket, sequential and N in flight, for
   - floor:  a bare LineReceiver client against the echo responder,
+  - floor2: the same over two connections (more than one in flight only),
   - client: containerflare's CommandClient against the same responder,
   - host:   CommandClient against the reference host
             (C{python -m containerflare.command.host}), when it exists.
@@ -43,10 +44,11 @@ def _wait_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20.
     raise TimeoutError(f"nothing listening on {path}")
 
 
-def _load(kind: str, sock: Path, concurrency: int, duration: float,
-          command: str | None = None, payload: object = None) -> dict:
+def _load(kind: str, sock: Path, responder: int, concurrency: int, duration: float,
+          command: str | None = None, payload: object = None, connections: int = 1) -> dict:
     argv = [PYTHON, "-m", "bench.cmd_load", "--kind", kind, "--socket", str(sock),
-            "--concurrency", str(concurrency), "--duration", str(duration)]
+            "--concurrency", str(concurrency), "--duration", str(duration),
+            "--responder-pid", str(responder), "--connections", str(connections)]
     if command is not None:
         argv += ["--command", command, "--payload", json.dumps(payload)]
     out = subprocess.run(argv, cwd=str(ROOT), env=clean_environ(), capture_output=True,
@@ -77,7 +79,9 @@ def host_available() -> bool:
 def command_channel(concurrencies: Sequence[int], duration: float, rounds: int,
                     logdir: Path, say: Callable[[str], None]) -> dict:
     notes = []
-    kinds = ["floor"]
+    # floor2: the floor over two connections (with more than one in flight),
+    # where client and responder can work at the same time instead of in turn.
+    kinds = ["floor", "floor2"]
     missing = client_available()
     if missing is None:
         kinds.append("client")
@@ -87,7 +91,9 @@ def command_channel(concurrencies: Sequence[int], duration: float, rounds: int,
             notes.append("reference host not available: host runs skipped")
     else:
         notes.append(missing + ": client runs skipped")
-    results: dict[str, dict[str, list[dict]]] = {k: {str(c): [] for c in concurrencies} for k in kinds}
+    results: dict[str, dict[str, list[dict]]] = {
+        k: {str(c): [] for c in concurrencies if k != "floor2" or c > 1} for k in kinds
+    }
     procs = []
     with tempfile.TemporaryDirectory(prefix="cf-bench-") as tmp:
         echo_sock = Path(tmp) / "echo.sock"
@@ -107,10 +113,15 @@ def command_channel(concurrencies: Sequence[int], duration: float, rounds: int,
             for r in range(rounds):
                 for c in concurrencies:
                     for kind in order:
-                        if kind == "host":
-                            result = _load("client", host_sock, c, duration, HOST_COMMAND, HOST_PAYLOAD)
+                        if kind == "floor2" and c == 1:
+                            continue
+                        if kind == "floor2":
+                            result = _load("floor", echo_sock, echo.pid, c, duration, connections=2)
+                        elif kind == "host":
+                            result = _load("client", host_sock, host.pid, c, duration,
+                                           HOST_COMMAND, HOST_PAYLOAD)
                         else:
-                            result = _load(kind, echo_sock, c, duration)
+                            result = _load(kind, echo_sock, echo.pid, c, duration)
                         result["round"] = r
                         results[kind][str(c)].append(result)
                         say(f"  round {r + 1} in flight {c:<3} {kind:<6} "
