@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench._body import HEADERS
 from bench._proc import (
-    PYTHON, TWISTD, clean_environ, cpu_seconds, first_200, spawn, status_kib, stop,
+    PYTHON, ROOT, TWISTD, clean_environ, cpu_seconds, first_200, spawn, status_kib, stop,
 )
 
 REPORT_LUA = str(Path(__file__).with_name("report.lua"))
@@ -56,6 +56,9 @@ SERVERS: dict[str, Server] = {
                lambda p: [PYTHON, "-m", "bench.serve", "klein", "--port", str(p)]),
         Server("bf", "(b), its start-up heap frozen (gc.freeze) as containerflare does",
                lambda p: [PYTHON, "-m", "bench.serve", "klein", "--port", str(p), "--freeze"]),
+        Server("bt", "(b) under twistd -n -y (a .tac file), no request log",
+               lambda p: [TWISTD, "-n", "--pidfile=", "-y", str(ROOT / "bench" / "twistd_bare.tac")],
+               lambda p: {"PORT": str(p)}),
         Server("c", "twistd containerflare --no-access-log, reads metadata",
                _containerflare(False), _containerflare_env),
         Server("c0", "(c), the handler reading the headers itself (no metadata)",
