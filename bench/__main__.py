@@ -84,7 +84,8 @@ def _ratios(results: dict) -> dict[str, dict]:
         for x, y in [("c", "b"), ("d", "b"), ("c", "e"), ("d_run", "b"), ("a", "b"), ("b", "e"),
                      ("b_str", "b"), ("d", "c"), ("t", "b"), ("d", "t"),
                      ("c0", "b"), ("c", "c0"), ("bf", "b"), ("c0", "bf"), ("c", "bf"),
-                     ("bt", "b"), ("c0", "bt"), ("c", "bt")]:
+                     ("bt", "b"), ("c0", "bt"), ("c", "bt"), ("e_log", "e"), ("d", "e_log"),
+                     ("t", "bt")]:
             if x not in runs or y not in runs:
                 continue
             for c in runs[x]:
@@ -244,7 +245,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--connections", default="1,50", help="wrk connection counts (default 1,50)")
     parser.add_argument("--servers", default="a,b,c,d,d_run,e,b_str",
-                        help="servers to load, among a,b,bf,bt,c,c0,d,d_run,e,b_str,t")
+                        help="servers to load, among a,b,bf,bt,c,c0,d,d_run,e,e_log,b_str,t")
     parser.add_argument("--cold-runs", type=int, default=7, help="cold starts per server (default 7)")
     parser.add_argument("--cold-servers", default="b,t,c,e", help="servers to cold-start (default b,t,c,e)")
     parser.add_argument("--command-duration", type=float, default=2.0,

@@ -71,6 +71,12 @@ SERVERS: dict[str, Server] = {
                lambda p: [PYTHON, "-m", "uvicorn", "bench.app_starlette:app",
                           "--host", "127.0.0.1", "--port", str(p), "--no-access-log",
                           "--loop", "asyncio", "--http", "h11", "--log-level", "warning"]),
+        # What an access log costs the alternative: uvicorn's own (a line per
+        # request through the logging module, to the server's log file).
+        Server("e_log", "(e) with uvicorn's access log",
+               lambda p: [PYTHON, "-m", "uvicorn", "bench.app_starlette:app",
+                          "--host", "127.0.0.1", "--port", str(p), "--access-log",
+                          "--loop", "asyncio", "--http", "h11", "--log-level", "info"]),
         # twistd's own start-up cost, without containerflare; loaded, its
         # Site writes Twisted's own request log (a line per request through
         # the legacy log to twistd's log file): what (d) compares with.
