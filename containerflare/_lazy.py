@@ -18,6 +18,11 @@ requests).  The fields computed alone read the request's headers as they
 were when the value was created (one copy, made in C); the full build reads
 them when it runs, so a handler that changes the request's own headers after
 asking for the metadata may see either.
+
+Reads from several threads are safe without a lock: completing the value
+puts every field into the instance's dict before it removes the pending
+state, and the descriptors cope with finding the pending state gone (see
+L{_complete}); two threads may both compute a field, with the same result.
 """
 
 from __future__ import annotations
@@ -220,8 +225,11 @@ class _Field:
             return self
         state = instance.__dict__
         rule = self.rule
-        if rule is not None:
-            value = rule(state["_cf_pending"], instance)
+        # .get: another thread may have completed the value since this
+        # descriptor was found (see _complete).
+        pending = state.get("_cf_pending")
+        if rule is not None and pending is not None:
+            value = rule(pending, instance)
             if value is not _FULL and "_cf_pending" in state:
                 state[self.name] = value
                 return value
@@ -245,7 +253,9 @@ class _HeaderField(_Field):
         if instance is None:
             return self
         state = instance.__dict__
-        pending: _Pending = state["_cf_pending"]
+        pending: _Pending | None = state.get("_cf_pending")
+        if pending is None:  # completed meanwhile, by another thread
+            return getattr(_complete(instance), self.name)
         prepared = pending.prepared
         if pending.plain and not (self.cf and prepared.cloud_run):
             value = _text(pending.found.get(self.header))
@@ -273,7 +283,9 @@ class _HostField(_Field):
         if instance is None:
             return self
         state = instance.__dict__
-        pending: _Pending = state["_cf_pending"]
+        pending: _Pending | None = state.get("_cf_pending")
+        if pending is None:  # completed meanwhile, by another thread
+            return _complete(instance).host
         found = pending.found
         if pending.plain and not pending.prepared.cloud_run and not found.get(_X_FORWARDED_HOST):
             value = _text(found.get(_HOST))
@@ -332,10 +344,15 @@ def _complete(metadata: RequestMetadata) -> RequestMetadata:
     L{RequestMetadata}.
     """
     state = metadata.__dict__
-    pending = state.pop("_cf_pending", None)
+    pending = state.get("_cf_pending")
     if pending is not None:
         full = build_metadata(pending.request, pending.config, pending.now, pending.platform)
+        # Every field in the instance's dict first, then the pending state
+        # out: a read from another thread meanwhile either finds its field
+        # in the dict or still finds the pending state, never neither.  Two
+        # threads completing at once both build; the values are equal.
         state.update(full.__dict__)
+        state.pop("_cf_pending", None)
     _set(metadata, "__class__", RequestMetadata)
     return metadata
 

@@ -265,3 +265,108 @@ def test_cheap_fields_on_odd_values(platform: str, field: str) -> None:
             full = build_metadata(request, cfg, NOW, platform)
             lazy = lazy_metadata(request, cfg, NOW, platform)
             assert getattr(lazy, field) == getattr(full, field), (headers, located)
+
+
+# Reads from several threads -------------------------------------------------
+#
+# A frozen value looks safe to read from any thread, so it must be: a handler
+# may hand its context to deferToThread while the reactor thread writes the
+# access log.  Completing the value (the full build) runs many bytecodes; the
+# tests below put another read exactly into that window, then into the one
+# just after, and finally let real threads race.
+
+
+def _cheap_request() -> Request:
+    return make_request(
+        [(b"host", b"example.com"), (b"user-agent", b"ua/1"), (b"cf-ray", b"ray-1"),
+         (b"x-forwarded-for", b"203.0.113.9")]  # fmt: skip
+    )
+
+
+def test_a_field_read_while_the_value_is_being_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A read that runs while another completes the value (here: from inside
+    the full build itself, where a thread switch could put it) gets the
+    field's value, not an error.
+    """
+    import containerflare._lazy as lazy_module
+
+    cfg = config("cloudflare")
+    lazy = lazy_metadata(_cheap_request(), cfg, NOW, "cloudflare")
+    seen: list[tuple[str | None, ...]] = []
+    real_build = lazy_module.build_metadata
+
+    def build_and_read(*args: object) -> RequestMetadata:
+        seen.append((lazy.user_agent, lazy.host, lazy.request_id, lazy.method))
+        return real_build(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lazy_module, "build_metadata", build_and_read)
+    assert "platform" not in _CHEAP
+    assert lazy.platform.platform == "cloudflare"  # not computed alone: the full build runs
+    assert seen == [("ua/1", "example.com", "ray-1", "GET")]
+    assert type(lazy) is RequestMetadata
+    assert lazy == real_build(_cheap_request(), cfg, NOW, "cloudflare")
+
+
+@pytest.mark.parametrize("field", ["user_agent", "host", "request_id", "method"])
+def test_a_field_whose_descriptor_runs_after_the_value_is_complete(field: str) -> None:
+    """
+    The other window: a read that found the descriptor while the value was
+    still lazy, and runs it after another thread completed the value.
+    """
+    cfg = config("cloudflare")
+    lazy = lazy_metadata(_cheap_request(), cfg, NOW, "cloudflare")
+    descriptor = _LazyMetadata.__dict__[field]
+    assert lazy.platform.platform == "cloudflare"  # completes it
+    assert type(lazy) is RequestMetadata
+    assert descriptor.__get__(lazy, _LazyMetadata) == getattr(lazy, field)
+
+
+def test_many_threads_reading_the_same_values() -> None:
+    """
+    Real threads, switching as often as the interpreter allows, read fields
+    of the same values in different orders (cheap ones and ones that
+    complete the value): no read fails and every value equals the full
+    build.
+    """
+    import sys
+    import threading
+
+    cfg = config("cloudflare")
+    expected = build_metadata(_cheap_request(), cfg, NOW, "cloudflare")
+    orders = [
+        ["user_agent", "host", "client_ip", "request_id"],
+        ["request_id", "client_ip", "method", "user_agent"],
+        ["client_ip", "host", "platform", "colo"],
+        ["method", "path", "host", "trace_context", "forwarded_for"],
+    ]
+    values = [lazy_metadata(_cheap_request(), cfg, NOW, "cloudflare") for _ in range(300)]
+    errors: list[BaseException] = []
+    wrong: list[tuple[str, object]] = []
+    start = threading.Barrier(len(orders))
+
+    def reader(order: list[str]) -> None:
+        try:
+            start.wait(timeout=30)
+            for value in values:
+                for field in order:
+                    got = getattr(value, field)
+                    if got != getattr(expected, field):
+                        wrong.append((field, got))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=reader, args=(order,)) for order in orders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert wrong == []
+    assert all(value == expected for value in values)
