@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--command", default="ping")
     parser.add_argument("--payload", default='{"key":"bench","value":"' + "x" * 64 + '"}')
     args = parser.parse_args()
+    if args.connections < 1 or (args.connections > 1 and args.kind != "floor"):
+        parser.error("--connections: a positive number, above 1 for --kind floor only")
     react(lambda reactor: Deferred.fromCoroutine(_main(reactor, args)))
 
 
