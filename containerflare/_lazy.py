@@ -225,9 +225,7 @@ class _Field:
             return self
         state = instance.__dict__
         rule = self.rule
-        # .get: another thread may have completed the value since this
-        # descriptor was found (see _complete).
-        pending = state.get("_cf_pending")
+        pending = state.get("_cf_pending")  # None: see _HeaderField
         if rule is not None and pending is not None:
             value = rule(pending, instance)
             if value is not _FULL and "_cf_pending" in state:
@@ -253,14 +251,13 @@ class _HeaderField(_Field):
         if instance is None:
             return self
         state = instance.__dict__
+        # None: another thread completed the value since this descriptor
+        # was found (see _complete).
         pending: _Pending | None = state.get("_cf_pending")
-        if pending is None:  # completed meanwhile, by another thread
-            return getattr(_complete(instance), self.name)
-        prepared = pending.prepared
-        if pending.plain and not (self.cf and prepared.cloud_run):
+        if pending is not None and pending.plain and not (self.cf and pending.prepared.cloud_run):
             value = _text(pending.found.get(self.header))
-            if value is None and self.cf and prepared.cloudflare:
-                for key, default in prepared.defaults:
+            if value is None and self.cf and pending.prepared.cloudflare:
+                for key, default in pending.prepared.defaults:
                     if key == self.name:
                         value = default
                         break
@@ -283,12 +280,14 @@ class _HostField(_Field):
         if instance is None:
             return self
         state = instance.__dict__
-        pending: _Pending | None = state.get("_cf_pending")
-        if pending is None:  # completed meanwhile, by another thread
-            return _complete(instance).host
-        found = pending.found
-        if pending.plain and not pending.prepared.cloud_run and not found.get(_X_FORWARDED_HOST):
-            value = _text(found.get(_HOST))
+        pending: _Pending | None = state.get("_cf_pending")  # None: see _HeaderField
+        if (
+            pending is not None
+            and pending.plain
+            and not pending.prepared.cloud_run
+            and not pending.found.get(_X_FORWARDED_HOST)
+        ):
+            value = _text(pending.found.get(_HOST))
             if value is None or value in _GOOD_HOSTS:  # as matched before: no list, no blanks
                 state["host"] = value
                 return value

@@ -10,13 +10,13 @@ numbers.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from bench._command import _wait_socket
 
 from ._process import ROOT, clean_environ, stop_process
 
@@ -33,16 +33,7 @@ def echo(tmp_path: Path):  # type: ignore[no-untyped-def]
         cwd=str(ROOT), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, "the echo responder exited"
-            assert time.monotonic() < deadline, "the echo responder never listened"
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(str(path))
-                break
-            except OSError:
-                time.sleep(0.05)
+        _wait_socket(path, proc)
         yield path, proc.pid
     finally:
         stop_process(proc)
